@@ -1,0 +1,78 @@
+"""One mapping from every failure to the platform's `{"errors": [...]}` body."""
+
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+
+class NotAuthorized(exceptions.NotAuthenticated):
+    """401 `Not authorized`: not signed in, or not the owner (the course's NotAuthorizedError)."""
+
+    default_detail = "Not authorized"
+
+
+class BadRequest(exceptions.APIException):
+    """400 with a business-rule message, e.g. `Ticket is already reserved`."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "Bad request"
+
+
+class NotFound(exceptions.NotFound):
+    default_detail = "Not Found"
+
+
+def error_body(message: str, field: str | None = None) -> dict:
+    error = {"message": message}
+    if field:
+        error["field"] = field
+    return {"errors": [error]}
+
+
+def _validation_errors(detail, field: str | None = None) -> list[dict]:
+    """Flatten DRF's nested validation detail into a list of {message, field}."""
+    if isinstance(detail, dict):
+        errors = []
+        for key, value in detail.items():
+            name = None if key in ("non_field_errors", "detail") else (f"{field}.{key}" if field else key)
+            errors.extend(_validation_errors(value, name))
+        return errors
+    if isinstance(detail, list):
+        return [error for item in detail for error in _validation_errors(item, field)]
+    error = {"message": str(detail)}
+    if field:
+        error["field"] = field
+    return [error]
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, Http404):
+        exc = NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = NotAuthorized()
+
+    if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed, exceptions.PermissionDenied)):
+        response = Response(error_body("Not authorized"), status=status.HTTP_401_UNAUTHORIZED)
+        response["WWW-Authenticate"] = 'Bearer realm="api"'
+        return response
+    if isinstance(exc, exceptions.NotFound):
+        return Response(error_body("Not Found"), status=status.HTTP_404_NOT_FOUND)
+    if isinstance(exc, exceptions.ValidationError):
+        return Response({"errors": _validation_errors(exc.detail)}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, exceptions.APIException):
+        response = Response(error_body(str(exc.detail)), status=exc.status_code)
+        if getattr(exc, "wait", None):
+            response["Retry-After"] = str(int(exc.wait))
+        if isinstance(exc, exceptions.MethodNotAllowed) and context.get("view") is not None:
+            response["Allow"] = ", ".join(context["view"].allowed_methods)
+        return response
+
+    logger.exception("Unhandled error in %s", context.get("view").__class__.__name__ if context.get("view") else "view")
+    return Response(error_body("Something went wrong"), status=status.HTTP_500_INTERNAL_SERVER_ERROR)

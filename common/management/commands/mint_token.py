@@ -1,0 +1,32 @@
+"""Print a `Cookie:` header value carrying a session JWT, as the auth service would set it."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import jwt
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from common.ids import new_object_id
+
+
+def session_cookie_value(*, user_id: str, email: str, issued_at: int | None = None) -> str:
+    token = jwt.encode(
+        {"id": user_id, "email": email, "iat": issued_at or int(time.time())}, settings.JWT_KEY, algorithm="HS256"
+    )
+    return base64.b64encode(json.dumps({"jwt": token}).encode()).decode()
+
+
+class Command(BaseCommand):
+    help = "Print `session=<value>` for a Cookie header, signed with JWT_KEY like the auth service's."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--id", default=None, help="user id (default: a new 24-hex id)")
+        parser.add_argument("--email", default="test@test.com", help="user email (default: test@test.com)")
+
+    def handle(self, *args, **options):
+        user_id = options["id"] or new_object_id()
+        self.stdout.write(f"session={session_cookie_value(user_id=user_id, email=options['email'])}")

@@ -1,0 +1,11 @@
+"""gunicorn settings: the contract's bind address, workers from WEB_CONCURRENCY."""
+
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:3000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "gthread"
+accesslog = "-"
+timeout = 30
+graceful_timeout = 20

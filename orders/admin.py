@@ -1,0 +1,41 @@
+"""Orders in the Django admin: inspect, filter, search, and cancel through the API's service."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+
+from orders.models import Order
+from orders.services import Outcome, order_cancel
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = ["id", "user_id", "status", "ticket_title", "ticket_id", "expires_at", "created_at", "version"]
+    list_filter = ["status", "created_at", "expires_at"]
+    search_fields = ["id", "user_id", "ticket__id", "ticket__title"]
+    date_hierarchy = "created_at"
+    list_select_related = ["ticket"]
+    readonly_fields = ["id", "user_id", "status", "expires_at", "ticket", "version", "created_at"]
+    actions = ["cancel_orders"]
+
+    @admin.display(description="ticket", ordering="ticket__title")
+    def ticket_title(self, order: Order) -> str:
+        return order.ticket.title
+
+    def has_add_permission(self, request) -> bool:
+        return False  # orders are made by users through the API
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # cancel instead: deleting would skip order:cancelled
+
+    @admin.action(description="Cancel selected orders (publishes order:cancelled)")
+    def cancel_orders(self, request, queryset) -> None:
+        counts = {outcome: 0 for outcome in Outcome}
+        for order_id in queryset.values_list("id", flat=True):
+            outcome, _ = order_cancel(order_id=order_id)
+            counts[outcome] += 1
+        self.message_user(request, f"Cancelled {counts[Outcome.APPLIED]} order(s).", messages.SUCCESS)
+        if counts[Outcome.UNCHANGED]:
+            self.message_user(request, f"{counts[Outcome.UNCHANGED]} already cancelled.", messages.INFO)
+        if counts[Outcome.REFUSED]:
+            self.message_user(request, f"{counts[Outcome.REFUSED]} complete order(s) not cancelled.", messages.WARNING)

@@ -1,0 +1,49 @@
+"""Orders: a user's hold on one ticket."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from common.ids import new_object_id
+
+
+class OrderStatus(models.TextChoices):
+    CREATED = "created", "Created"
+    CANCELLED = "cancelled", "Cancelled"
+    AWAITING_PAYMENT = "awaiting:payment", "Awaiting payment"
+    COMPLETE = "complete", "Complete"
+
+
+# A ticket is reserved while one of its orders is in one of these states.
+ORDER_ACTIVE_STATUSES = [OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT, OrderStatus.COMPLETE]
+# An order in one of these states can still be cancelled (by its user or by expiration).
+ORDER_CANCELLABLE_STATUSES = [OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT]
+
+
+class Order(models.Model):
+    id = models.CharField(primary_key=True, max_length=24, default=new_object_id, editable=False)
+    user_id = models.CharField(max_length=255)
+    status = models.CharField(max_length=32, choices=OrderStatus.choices, default=OrderStatus.CREATED)
+    expires_at = models.DateTimeField()
+    ticket = models.ForeignKey("tickets_replica.Ticket", on_delete=models.PROTECT, related_name="orders")
+    version = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            # Written as status IN (...) rather than status != cancelled: MongoDB's partial
+            # indexes cannot express a negation.
+            models.UniqueConstraint(
+                fields=["ticket"],
+                condition=models.Q(status__in=ORDER_ACTIVE_STATUSES),
+                name="one_active_order_per_ticket",
+            ),
+        ]
+        indexes = [
+            # GET /api/orders: the caller's orders, oldest first.
+            models.Index(fields=["user_id", "created_at"], name="order_user_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Order {self.id} ({self.status})"

@@ -1,0 +1,61 @@
+"""Orders in and out of JSON, in the shape the Node service answered with."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from common.ids import is_object_id
+from orders.models import Order
+from orders.services import to_iso_z
+from tickets_replica.models import Ticket
+
+TICKET_ID_MESSAGE = "TicketId must be provided"
+
+
+class JSONNumberField(serializers.FloatField):
+    """A float that prints as an integer when it is one (20, not 20.0), as JavaScript does."""
+
+    def to_representation(self, value):
+        value = float(value)
+        return int(value) if value.is_integer() else value
+
+
+class TicketSerializer(serializers.ModelSerializer):
+    price = JSONNumberField()
+
+    class Meta:
+        model = Ticket
+        fields = ["id", "title", "price", "version"]
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    userId = serializers.CharField(source="user_id")
+    expiresAt = serializers.SerializerMethodField()
+    ticket = TicketSerializer()
+
+    class Meta:
+        model = Order
+        fields = ["id", "userId", "status", "expiresAt", "ticket", "version"]
+
+    def get_expiresAt(self, order: Order) -> str:
+        return to_iso_z(order.expires_at)
+
+
+class OrderCreateSerializer(serializers.Serializer):
+    """`{"ticketId": "<24 hex>"}`; `ticketID` is accepted as an alias."""
+
+    ticketId = serializers.CharField(
+        help_text="The ticket's 24-hex id (the alias `ticketID` is accepted too).",
+        error_messages={k: TICKET_ID_MESSAGE for k in ("required", "null", "blank", "invalid")},
+        trim_whitespace=False,
+    )
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict) and "ticketId" not in data and "ticketID" in data:
+            data = {**data, "ticketId": data["ticketID"]}
+        return super().to_internal_value(data)
+
+    def validate_ticketId(self, value: str) -> str:
+        if not is_object_id(value):
+            raise serializers.ValidationError(TICKET_ID_MESSAGE)
+        return value.lower()

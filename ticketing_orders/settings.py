@@ -1,0 +1,234 @@
+"""Settings for the orders service, read from the environment at start."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("DATA_DIR", BASE_DIR / "data"))
+
+
+def envbool(name: str, default: str = "False") -> bool:
+    value = os.environ.get(name, default)
+    if value in ("True", "true", "1", "yes", "on"):
+        return True
+    if value in ("False", "false", "0", "no", "off", ""):
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {value!r}")
+
+
+def envsecret(name: str) -> str | None:
+    """The variable itself, or the contents of the file that `NAME_FILE` points at."""
+    if value := os.environ.get(name):
+        return value
+    if path := os.environ.get(f"{name}_FILE"):
+        return Path(path).read_text().strip() or None
+    return None
+
+
+def envfloat(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number") from exc
+
+
+def persistent_secret_key() -> str:
+    """A random key kept in the data folder, so a single host needs no configuration.
+
+    Deployments with several replicas set SECRET_KEY (the k8s manifests do).
+    """
+    path = DATA_DIR / "secret_key"
+    if not path.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+JWT_KEY = envsecret("JWT_KEY")
+if not JWT_KEY:
+    raise ImproperlyConfigured(
+        "JWT_KEY is not set: the orders service cannot verify session tokens without the "
+        "HMAC key shared with the auth service. Set JWT_KEY (or JWT_KEY_FILE) and start again."
+    )
+
+DEBUG = envbool("DEBUG")
+SECRET_KEY = envsecret("SECRET_KEY") or persistent_secret_key()
+ALLOWED_HOSTS = [
+    h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h.strip()
+]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "health_check",
+    "common",
+    "messaging",
+    "tickets_replica",
+    "orders",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "ticketing_orders.urls"
+WSGI_APPLICATION = "ticketing_orders.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# Database: SQLite in the data folder unless DATABASE_URL says otherwise.
+DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'orders.sqlite3'}"
+if DATABASE_URL.startswith(("mongodb://", "mongodb+srv://")):
+    import django_mongodb_backend  # optional dependency: requirements-mongodb.txt
+
+    DATABASES = {"default": django_mongodb_backend.parse_uri(DATABASE_URL)}
+    DEFAULT_AUTO_FIELD = "django_mongodb_backend.fields.ObjectIdAutoField"
+    MIGRATION_MODULES = {
+        "admin": "mongo_migrations.admin",
+        "auth": "mongo_migrations.auth",
+        "contenttypes": "mongo_migrations.contenttypes",
+    }
+else:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+    DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        if DATABASES["default"]["NAME"] not in ("", ":memory:"):
+            Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"]["OPTIONS"] = {
+            # Writers take the lock when their transaction begins and queue behind each other
+            # instead of failing with "database is locked" halfway through.
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+        DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-orders.sqlite3")}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# Static files (admin, Swagger UI) are served by whitenoise under the ingress prefix.
+STATIC_URL = "/api/orders/static/"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_MANIFEST_STRICT = False
+
+# Security. TLS ends at the ingress, which sets X-Forwarded-Proto.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT")
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "31536000"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", "True")
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", "True")
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", str(not DEBUG))
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", str(not DEBUG))
+CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+if not SECURE_SSL_REDIRECT:
+    # The contract serves plain HTTP on port 3000 behind the TLS-terminating ingress.
+    SILENCED_SYSTEM_CHECKS = ["security.W008"]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["common.auth.SessionCookieJWTAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["common.parsers.StrictJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "common.exceptions.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# The auth service signs {"id", "email", "iat"} with HS256 and JWT_KEY, without "exp".
+SIMPLE_JWT = {
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": JWT_KEY,
+    "VERIFYING_KEY": None,
+    "AUTH_TOKEN_CLASSES": ("common.auth.SessionToken",),
+    "USER_ID_CLAIM": "id",
+    "TOKEN_TYPE_CLAIM": None,
+    "JTI_CLAIM": None,
+    "LEEWAY": 0,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Ticketing orders service",
+    "DESCRIPTION": "Reserve tickets by creating orders; list, view and cancel your orders.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# Orders and events.
+EXPIRATION_WINDOW_SECONDS = int(os.environ.get("EXPIRATION_WINDOW_SECONDS", "900"))
+NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
+NATS_STREAM = os.environ.get("NATS_STREAM", "ticketing")
+NATS_QUEUE_GROUP = "orders-service"
+# How long JetStream remembers a Nats-Msg-Id; a relay that died between publishing and
+# marking an outbox row sent must be back within this window for the re-send to be dropped.
+NATS_DUPLICATE_WINDOW_SECONDS = envfloat("NATS_DUPLICATE_WINDOW_SECONDS", 600)
+OUTBOX_POLL_SECONDS = envfloat("OUTBOX_POLL_SECONDS", 0.05)
+EVENT_RETRY_BASE_SECONDS = envfloat("EVENT_RETRY_BASE_SECONDS", 0.5)
+EVENT_RETRY_MAX_SECONDS = envfloat("EVENT_RETRY_MAX_SECONDS", 10)
+EVENT_MAX_DELIVERIES = int(os.environ.get("EVENT_MAX_DELIVERIES", "10"))
+EVENT_ACK_WAIT_SECONDS = envfloat("EVENT_ACK_WAIT_SECONDS", 30)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "nats": {"level": "WARNING"},
+    },
+}

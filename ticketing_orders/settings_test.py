@@ -1,0 +1,14 @@
+"""Settings for the test suite: the production settings with a known JWT key and fast retries."""
+
+import os
+
+os.environ.setdefault("JWT_KEY", "test-jwt-key-not-secret-0123456789abcdef")
+os.environ.setdefault("SECRET_KEY", "test-secret-key-not-used-outside-tests-0123456789abcdef")
+os.environ.setdefault("EVENT_RETRY_BASE_SECONDS", "0.05")
+os.environ.setdefault("EVENT_RETRY_MAX_SECONDS", "0.5")
+os.environ.setdefault("EVENT_ACK_WAIT_SECONDS", "5")
+
+from ticketing_orders.settings import *  # noqa: F403
+
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,31 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from common import views as common_views
+
+admin.site.site_header = "Ticketing orders"
+admin.site.site_title = "Ticketing orders admin"
+
+urlpatterns = [
+    path("healthz", common_views.liveness, name="healthz"),
+    path("readyz", common_views.readiness, name="readyz"),
+    path("api/orders/admin/", admin.site.urls),
+    path(
+        "api/orders/schema/",
+        SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
+        name="schema",
+    ),
+    path(
+        "api/orders/docs/",
+        SpectacularSwaggerView.as_view(url_name="schema", authentication_classes=[], permission_classes=[]),
+        name="swagger-ui",
+    ),
+    # Last: /api/orders/<id> would otherwise match "schema", "docs" and "admin".
+    path("", include("orders.urls")),
+]
+
+handler400 = common_views.bad_request
+handler403 = common_views.permission_denied
+handler404 = common_views.not_found
+handler500 = common_views.server_error

@@ -1,0 +1,32 @@
+"""Replica tickets in the admin, read-only: the tickets service owns them."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import Exists, OuterRef
+
+from orders.models import ORDER_ACTIVE_STATUSES, Order
+from tickets_replica.models import Ticket
+
+
+@admin.register(Ticket)
+class TicketAdmin(admin.ModelAdmin):
+    list_display = ["id", "title", "price", "version", "reserved"]
+    search_fields = ["id", "title"]
+
+    def get_queryset(self, request):
+        active_orders = Order.objects.filter(ticket=OuterRef("pk"), status__in=ORDER_ACTIVE_STATUSES)
+        return super().get_queryset(request).annotate(has_active_order=Exists(active_orders))
+
+    @admin.display(boolean=True, ordering="has_active_order")
+    def reserved(self, ticket: Ticket) -> bool:
+        return ticket.has_active_order
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
