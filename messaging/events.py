@@ -9,6 +9,7 @@ import math
 from typing import Any, ClassVar
 
 from common.ids import is_object_id
+from common.numbers import json_number
 
 
 class Subject(enum.StrEnum):
@@ -62,7 +63,7 @@ def version(value: Any) -> int:
 def price(value: Any) -> float | int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise InvalidEvent("must be a finite number >= 0")
-    return value
+    return json_number(value)
 
 
 def iso_datetime(value: Any) -> str:

@@ -15,7 +15,9 @@ def outbox_enqueue(*, event: Event) -> OutboxEvent:
     """Record `event` for publishing; only inside the transaction that makes the change it reports."""
     if not connection.in_atomic_block:
         raise RuntimeError("outbox_enqueue must run inside the transaction of the change it reports")
-    return OutboxEvent.objects.create(subject=event.subject.value, payload=event.to_payload())
+    # Round-trip through the schema: what we publish is checked like what we consume.
+    payload = type(event).from_payload(event.to_payload()).to_payload()
+    return OutboxEvent.objects.create(subject=event.subject.value, payload=payload)
 
 
 def outbox_pending(*, limit: int = 100) -> list[OutboxEvent]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from common.ids import is_object_id
+from common.numbers import json_number
 from orders.models import Order
 from orders.services import to_iso_z
 from tickets_replica.models import Ticket
@@ -16,8 +17,7 @@ class JSONNumberField(serializers.FloatField):
     """A float that prints as an integer when it is one (20, not 20.0), as JavaScript does."""
 
     def to_representation(self, value):
-        value = float(value)
-        return int(value) if value.is_integer() else value
+        return json_number(value)
 
 
 class TicketSerializer(serializers.ModelSerializer):

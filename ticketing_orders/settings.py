@@ -212,6 +212,8 @@ EXPIRATION_WINDOW_SECONDS = int(os.environ.get("EXPIRATION_WINDOW_SECONDS", "900
 NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
 NATS_STREAM = os.environ.get("NATS_STREAM", "ticketing")
 NATS_QUEUE_GROUP = "orders-service"
+# The listeners `run_listeners` runs (and the admin's retry uses), by app.
+EVENT_LISTENERS = ["tickets_replica.listeners.LISTENERS", "orders.listeners.LISTENERS"]
 # How long JetStream remembers a Nats-Msg-Id; a relay that died between publishing and
 # marking an outbox row sent must be back within this window for the re-send to be dropped.
 NATS_DUPLICATE_WINDOW_SECONDS = envfloat("NATS_DUPLICATE_WINDOW_SECONDS", 600)

@@ -17,7 +17,7 @@ def session_cookie_value(*, user_id: str, email: str, issued_at: int | None = No
     token = jwt.encode(
         {"id": user_id, "email": email, "iat": issued_at or int(time.time())}, settings.JWT_KEY, algorithm="HS256"
     )
-    return base64.b64encode(json.dumps({"jwt": token}).encode()).decode()
+    return base64.b64encode(json.dumps({"jwt": token}, separators=(",", ":")).encode()).decode()
 
 
 class Command(BaseCommand):

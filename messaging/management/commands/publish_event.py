@@ -1,0 +1,47 @@
+"""`python manage.py publish_event SUBJECT JSON`: publish one event as another service would."""
+
+from __future__ import annotations
+
+import asyncio
+
+from django.core.management.base import BaseCommand, CommandError
+
+from common.ids import new_object_id
+from messaging.events import InvalidEvent, Subject, encode_json, parse_event
+from messaging.jetstream import connect, ensure_streams
+
+
+class Command(BaseCommand):
+    help = "Publish one event to JetStream (validated against the subject's schema unless --raw)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("subject", help=", ".join(s.value for s in Subject))
+        parser.add_argument("payload", help="the event's JSON")
+        parser.add_argument("--raw", action="store_true", help="send the payload as given, unvalidated")
+        parser.add_argument("--msg-id", default=None, help="Nats-Msg-Id (default: a new id)")
+
+    def handle(self, *args, subject: str, payload: str, raw: bool, msg_id: str | None, **options):
+        data = payload.encode("utf-8")
+        if not raw:
+            try:
+                data = encode_json(parse_event(subject, data).to_payload())
+            except InvalidEvent as exc:
+                raise CommandError(f"{exc} (use --raw to send it anyway)") from exc
+        elif subject not in Subject._value2member_map_:
+            raise CommandError(f"unknown subject {subject!r}")
+        msg_id = msg_id or new_object_id()
+        ack = asyncio.run(self.publish(subject, data, msg_id))
+        duplicate = " (duplicate, dropped by the stream)" if ack.duplicate else ""
+        self.stdout.write(f"published {subject} to {ack.stream} seq={ack.seq} msg-id={msg_id}{duplicate}")
+
+    async def publish(self, subject: str, data: bytes, msg_id: str):
+        try:
+            client = await connect(name="orders-service-publish-event", retry_forever=False)
+        except Exception as exc:
+            raise CommandError(f"cannot reach NATS: {exc}") from exc
+        try:
+            js = client.jetstream()
+            await ensure_streams(js)
+            return await js.publish(subject, data, headers={"Nats-Msg-Id": msg_id}, timeout=5)
+        finally:
+            await client.close()
