@@ -113,10 +113,36 @@ TEMPLATES = [
 # Database: SQLite in the data folder unless DATABASE_URL says otherwise.
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{DATA_DIR / 'orders.sqlite3'}"
 if DATABASE_URL.startswith(("mongodb://", "mongodb+srv://")):
-    import django_mongodb_backend  # optional dependency: requirements-mongodb.txt
+    # MongoDB through the official django-mongodb-backend 5.2.x (requirements-mongodb.txt);
+    # what it needs, what was checked and its limits: docs/mongodb.md.
+    import importlib.util
+    from urllib.parse import unquote, urlsplit
 
-    DATABASES = {"default": django_mongodb_backend.parse_uri(DATABASE_URL)}
+    if importlib.util.find_spec("django_mongodb_backend") is None:
+        raise ImproperlyConfigured(
+            "DATABASE_URL is a MongoDB URL but django-mongodb-backend is not installed: "
+            "pip install -r requirements-mongodb.txt"
+        )
+    # The database is the URL's path (mongodb://host:27017/orders?replicaSet=rs0). Read here
+    # rather than by the backend, which would resolve a mongodb+srv:// name in DNS at start.
+    _mongodb_name = unquote(urlsplit(DATABASE_URL).path.lstrip("/"))
+    if not _mongodb_name:
+        raise ImproperlyConfigured(
+            "DATABASE_URL must name the database after the hosts, e.g. mongodb://localhost:27017/orders"
+        )
+    # The whole connection string goes in HOST (django-mongodb-backend >= 5.2.1; parse_uri() is
+    # deprecated). The backend keeps one MongoClient pool per alias, so CONN_MAX_AGE and
+    # CONN_HEALTH_CHECKS do not apply.
+    DATABASES = {"default": {"ENGINE": "django_mongodb_backend", "HOST": DATABASE_URL, "NAME": _mongodb_name}}
+    # MongoDB has no AutoField. Our own models name their primary keys; this covers the rest.
     DEFAULT_AUTO_FIELD = "django_mongodb_backend.fields.ObjectIdAutoField"
+    # Contrib apps whose AppConfig pins AutoField get ObjectIdAutoField configs and migrations.
+    _mongodb_app_configs = {
+        "django.contrib.admin": "mongo_migrations.apps.MongoAdminConfig",
+        "django.contrib.auth": "mongo_migrations.apps.MongoAuthConfig",
+        "django.contrib.contenttypes": "mongo_migrations.apps.MongoContentTypesConfig",
+    }
+    INSTALLED_APPS = [_mongodb_app_configs.get(app, app) for app in INSTALLED_APPS]
     MIGRATION_MODULES = {
         "admin": "mongo_migrations.admin",
         "auth": "mongo_migrations.auth",
