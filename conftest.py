@@ -118,3 +118,38 @@ def nats_server(tmp_path, settings):
     settings.NATS_URL = server.url
     yield server
     server.stop()
+
+
+# The event plumbing's harness (messaging/tests/harness.py), shared by every app's listener tests.
+from messaging.tests.harness import JetStream, WorkerThread  # noqa: E402
+
+
+@pytest.fixture
+def jetstream(nats_server) -> JetStream:
+    """A nats-py client of the test's nats-server, callable from synchronous tests."""
+    client = JetStream(nats_server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def run_worker(transactional_db, nats_server, jetstream, monkeypatch):
+    """Start `messaging.worker.Worker`s in background threads (all listeners unless given).
+
+    The worker's ORM work runs on another thread, hence the real transactions. Every worker
+    is stopped (and must stop cleanly) at the end of the test.
+    """
+    from messaging import worker as worker_module
+
+    # A stop waits for the fetch in flight; a short one keeps the suite quick.
+    monkeypatch.setattr(worker_module, "FETCH_TIMEOUT_SECONDS", 0.25)
+    started: list[WorkerThread] = []
+
+    def start(listeners=None) -> WorkerThread:
+        worker = WorkerThread(listeners)
+        started.append(worker)
+        return worker.start(jetstream)
+
+    yield start
+    for worker in started:
+        worker.stop()

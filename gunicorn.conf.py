@@ -9,3 +9,5 @@ worker_class = "gthread"
 accesslog = "-"
 timeout = 30
 graceful_timeout = 20
+# No runtime control socket (gunicorn 27 would create one in $HOME): nothing here uses it.
+control_socket_disable = True

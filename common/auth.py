@@ -74,12 +74,10 @@ class SessionCookieJWTAuthentication(JWTStatelessUserAuthentication):
             return None
 
     def raw_token_from_header(self, request) -> str | None:
-        header = self.get_header(request)
-        if header is None:
-            return None
         try:
-            raw = self.get_raw_token(header)
-        except Exception:  # a malformed Authorization header is just "not signed in"
+            header = self.get_header(request)
+            raw = self.get_raw_token(header) if header is not None else None
+        except Exception:  # a malformed Authorization header (even one that is not latin-1) is "not signed in"
             return None
         return raw.decode("latin-1") if isinstance(raw, bytes) else raw
 
@@ -94,8 +92,14 @@ class SessionCookieJWTAuthentication(JWTStatelessUserAuthentication):
 
 
 class SessionCookieJWTScheme(OpenApiAuthenticationExtension):
+    """The two ways to sign in, documented as alternatives: the session cookie or a Bearer token."""
+
     target_class = "common.auth.SessionCookieJWTAuthentication"
     name = ["sessionCookie", "bearerAuth"]
+
+    def get_security_requirement(self, auto_schema):
+        # One requirement per scheme means "either"; the default (one object naming both) means "both".
+        return [{name: []} for name in self.name]
 
     def get_security_definition(self, auto_schema):
         return [

@@ -7,7 +7,7 @@ import re
 import threading
 import time
 
-OBJECT_ID_RE = re.compile(r"^[0-9a-fA-F]{24}$")
+OBJECT_ID_RE = re.compile(r"[0-9a-fA-F]{24}")
 
 _counter_lock = threading.Lock()
 _counter = int.from_bytes(os.urandom(3), "big")
@@ -27,4 +27,5 @@ def new_object_id() -> str:
 
 
 def is_object_id(value: object) -> bool:
-    return isinstance(value, str) and OBJECT_ID_RE.match(value) is not None
+    # fullmatch: `$` would also match before a trailing newline, and mongoose rejects that id.
+    return isinstance(value, str) and OBJECT_ID_RE.fullmatch(value) is not None

@@ -1,4 +1,4 @@
-"""Routes outside the orders API: health probes and the JSON bodies of Django-level errors."""
+"""Routes outside the orders API: health probes, the schema's paths, the JSON bodies of Django-level errors."""
 
 from __future__ import annotations
 
@@ -26,6 +26,17 @@ class ProbeView(HealthCheckView):
 
 liveness = ProbeView.as_view(checks=())
 readiness = ProbeView.as_view(checks=("health_check.checks.Database",))
+
+
+def schema_paths_without_optional_slash(endpoints, **kwargs):
+    """drf-spectacular preprocessing hook: document `^api/orders/?$` as /api/orders, not /api/orders/.
+
+    The routes accept both forms, as Express did; the Node clients call the one without the slash.
+    """
+    return [
+        (path.rstrip("/") if regex.endswith("/?$") and path != "/" else path, regex, method, callback)
+        for path, regex, method, callback in endpoints
+    ]
 
 
 def bad_request(request, exception=None):

@@ -21,7 +21,9 @@ def nats_servers(url: str) -> list[str]:
     """`NATS_URL` as nats-py wants it; the course's `http://nats-srv:4222` form is accepted too."""
     servers = []
     for part in url.split(","):
-        parts = urlsplit(part.strip())
+        part = part.strip()
+        # A bare `nats-srv:4222` would otherwise read as scheme `nats-srv`.
+        parts = urlsplit(part if "://" in part else f"nats://{part}")
         scheme = "nats" if parts.scheme in ("http", "") else ("tls" if parts.scheme == "https" else parts.scheme)
         servers.append(urlunsplit((scheme, parts.netloc or parts.path, "", "", "")))
     return servers

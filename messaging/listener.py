@@ -9,7 +9,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
@@ -135,8 +135,13 @@ async def process_message(listener: Listener, msg) -> str:
     except InvalidEvent as exc:
         return await set_aside(str(exc))
 
+    def apply() -> str:
+        # One transaction for the whole handler: a failure halfway leaves nothing to redeliver onto.
+        with transaction.atomic():
+            return listener.handle(event)
+
     try:
-        result = await run_db(listener.handle, event)
+        result = await run_db(apply)
     except NotYet as exc:
         if delivered >= settings.EVENT_MAX_DELIVERIES:
             # Still waiting: make the stall visible to an operator, but keep waiting.

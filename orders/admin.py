@@ -25,10 +25,16 @@ class OrderAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False  # orders are made by users through the API
 
+    def has_change_permission(self, request, obj=None) -> bool:
+        # An order changes only through the services (the cancel action below), never by editing
+        # its fields: a saved form would skip the version bump and the event. Without an object
+        # this answers "may use the change actions".
+        return obj is None and super().has_change_permission(request)
+
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # cancel instead: deleting would skip order:cancelled
 
-    @admin.action(description="Cancel selected orders (publishes order:cancelled)")
+    @admin.action(description="Cancel selected orders (publishes order:cancelled)", permissions=["change"])
     def cancel_orders(self, request, queryset) -> None:
         counts = {outcome: 0 for outcome in Outcome}
         for order_id in queryset.values_list("id", flat=True):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,6 +24,9 @@ ErrorsSerializer = inline_serializer(
 )
 NOT_AUTHORIZED = OpenApiResponse(ErrorsSerializer, description="Not authorized: not signed in, or not the owner")
 NOT_FOUND = OpenApiResponse(ErrorsSerializer, description="Not Found")
+ORDER_ID = OpenApiParameter(
+    "order_id", str, OpenApiParameter.PATH, description="The order's 24-hex id (anything else is a 404)"
+)
 
 
 class OrderListCreateApi(APIView):
@@ -55,7 +58,9 @@ class OrderListCreateApi(APIView):
 
 class OrderDetailApi(APIView):
     @extend_schema(
-        operation_id="orders_retrieve", responses={200: OrderSerializer, 401: NOT_AUTHORIZED, 404: NOT_FOUND}
+        operation_id="orders_retrieve",
+        parameters=[ORDER_ID],
+        responses={200: OrderSerializer, 401: NOT_AUTHORIZED, 404: NOT_FOUND},
     )
     def get(self, request, order_id: str):
         """One of the caller's orders."""
@@ -63,6 +68,7 @@ class OrderDetailApi(APIView):
 
     @extend_schema(
         operation_id="orders_cancel",
+        parameters=[ORDER_ID],
         responses={
             204: OpenApiResponse(description="Cancelled (or already cancelled: nothing changes)"),
             400: OpenApiResponse(ErrorsSerializer, description="Cannot cancel a completed order"),

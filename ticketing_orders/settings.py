@@ -218,7 +218,8 @@ SIMPLE_JWT = {
     "USER_ID_CLAIM": "id",
     "TOKEN_TYPE_CLAIM": None,
     "JTI_CLAIM": None,
-    "LEEWAY": 0,
+    # Tolerate a few seconds of clock skew with the auth service (`iat` slightly in the future).
+    "LEEWAY": 5,
     "AUTH_HEADER_TYPES": ("Bearer",),
 }
 
@@ -231,6 +232,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["common.views.schema_paths_without_optional_slash"],
 }
 
 # Orders and events.

@@ -11,4 +11,7 @@ os.environ.setdefault("EVENT_ACK_WAIT_SECONDS", "5")
 from ticketing_orders.settings import *  # noqa: F403
 
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # One test database per run: two runs in the same checkout must not delete each other's.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-orders-{os.getpid()}.sqlite3")}  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

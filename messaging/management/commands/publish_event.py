@@ -22,13 +22,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, subject: str, payload: str, raw: bool, msg_id: str | None, **options):
         data = payload.encode("utf-8")
+        # Checked first: --raw skips the payload's validation, never the subject's.
+        if subject not in Subject._value2member_map_:
+            raise CommandError(f"unknown subject {subject!r}")
         if not raw:
             try:
                 data = encode_json(parse_event(subject, data).to_payload())
             except InvalidEvent as exc:
                 raise CommandError(f"{exc} (use --raw to send it anyway)") from exc
-        elif subject not in Subject._value2member_map_:
-            raise CommandError(f"unknown subject {subject!r}")
         msg_id = msg_id or new_object_id()
         ack = asyncio.run(self.publish(subject, data, msg_id))
         duplicate = " (duplicate, dropped by the stream)" if ack.duplicate else ""

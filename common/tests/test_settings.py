@@ -1,0 +1,144 @@
+"""Settings read from the environment, checked in fresh processes configured as production would be."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+BASE_DIR = Path(settings.BASE_DIR)
+
+PRINT_SETTINGS = (
+    "import json, django\n"
+    "django.setup()\n"
+    "from django.conf import settings\n"
+    "print(json.dumps([settings.DEBUG, settings.JWT_KEY, settings.SIMPLE_JWT['SIGNING_KEY']]))\n"
+)
+
+
+@pytest.fixture
+def production_env(tmp_path) -> dict[str, str]:
+    """What a deployment sets: JWT_KEY, a long random SECRET_KEY, ALLOWED_HOSTS; DEBUG unset.
+
+    Built from scratch rather than copied: the test process has the test settings' variables.
+    """
+    return {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "ticketing_orders.settings",
+        "DATA_DIR": str(tmp_path / "data"),
+        "JWT_KEY": secrets.token_urlsafe(32),
+        "SECRET_KEY": secrets.token_urlsafe(64),
+        "ALLOWED_HOSTS": "ticketing.dev,orders-srv",
+    }
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120)
+
+
+def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return run(["manage.py", *args], env)
+
+
+def settings_seen(env: dict[str, str]) -> list:
+    """[DEBUG, JWT_KEY, the key simplejwt verifies with], as a process started with `env` sees them."""
+    result = run(["-c", PRINT_SETTINGS], env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# --- check --deploy -----------------------------------------------------------------------------
+
+
+def test_deploy_check_is_clean_with_production_settings(production_env):
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=production_env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues" in result.stdout
+    assert "WARNING" not in result.stdout + result.stderr
+
+
+def test_the_only_silenced_check_is_the_https_redirect_left_to_the_ingress(production_env):
+    # TLS ends at the ingress (contract: plain HTTP on port 3000 unless SECURE_SSL_REDIRECT is set),
+    # so W008 is silenced then, and only then.
+    result = manage("check", "--deploy", env={**production_env, "SECURE_SSL_REDIRECT": "true"})
+
+    assert result.returncode == 0, result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_deploy_check_does_flag_debug(production_env):
+    # The clean result above means something: the same check run with DEBUG on is not clean.
+    result = manage("check", "--deploy", env={**production_env, "DEBUG": "true"})
+
+    assert "security.W018" in result.stdout + result.stderr
+
+
+# --- JWT_KEY ------------------------------------------------------------------------------------
+
+
+def test_without_jwt_key_the_service_refuses_to_start_naming_it(production_env):
+    env = {k: v for k, v in production_env.items() if k != "JWT_KEY"}
+
+    result = manage("check", env=env)
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: JWT_KEY is not set" in result.stderr
+    assert "Set JWT_KEY (or JWT_KEY_FILE)" in result.stderr
+
+
+def test_jwt_key_can_come_from_a_file(production_env, tmp_path):
+    key_file = tmp_path / "jwt_key"
+    key_file.write_text("key-from-a-mounted-secret-0123456789\n")
+    env = {k: v for k, v in production_env.items() if k != "JWT_KEY"} | {"JWT_KEY_FILE": str(key_file)}
+
+    assert manage("check", env=env).returncode == 0
+    _, jwt_key, signing_key = settings_seen(env)
+    assert jwt_key == signing_key == "key-from-a-mounted-secret-0123456789"
+
+
+def test_an_empty_jwt_key_file_is_refused(production_env, tmp_path):
+    key_file = tmp_path / "jwt_key"
+    key_file.write_text("\n")
+    env = {k: v for k, v in production_env.items() if k != "JWT_KEY"} | {"JWT_KEY_FILE": str(key_file)}
+
+    result = manage("check", env=env)
+
+    assert result.returncode != 0
+    assert "JWT_KEY is not set" in result.stderr
+
+
+def test_jwt_key_wins_over_jwt_key_file(production_env, tmp_path):
+    key_file = tmp_path / "jwt_key"
+    key_file.write_text("from-the-file")
+    env = {**production_env, "JWT_KEY_FILE": str(key_file)}
+
+    assert settings_seen(env)[1] == production_env["JWT_KEY"]
+
+
+# --- DEBUG --------------------------------------------------------------------------------------
+
+
+def test_debug_is_off_unless_set(production_env):
+    assert "DEBUG" not in production_env
+    assert settings_seen(production_env)[0] is False
+    assert settings_seen({**production_env, "DEBUG": ""})[0] is False
+
+
+@pytest.mark.parametrize(("value", "expected"), [("true", True), ("1", True), ("false", False), ("0", False)])
+def test_debug_reads_plain_booleans(production_env, value, expected):
+    assert settings_seen({**production_env, "DEBUG": value})[0] is expected
+
+
+@pytest.mark.parametrize("value", ["maybe", "TRUE!", "2"])
+def test_a_debug_value_that_is_not_a_boolean_is_refused(production_env, value):
+    result = manage("check", env={**production_env, "DEBUG": value})
+
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: DEBUG must be a boolean (true/false), got {value!r}" in result.stderr

@@ -1,0 +1,232 @@
+"""`process_message`, the worker's unit of work, on real messages from a real pull consumer."""
+
+from __future__ import annotations
+
+import nats.errors
+import pytest
+from django.db import OperationalError
+
+from common.ids import new_object_id
+from messaging.events import Subject
+from messaging.jetstream import ensure_consumer
+from messaging.listener import Listener, Rejected, process_message, registered_listeners
+from messaging.models import FailedEvent
+from messaging.tests.harness import ticket_payload, wait_until
+from tickets_replica.models import Ticket
+
+pytestmark = [pytest.mark.nats, pytest.mark.django_db(transaction=True)]
+
+
+class Consumer:
+    """The subject's durable pull consumer, as the worker binds it; fetch one message at a time."""
+
+    def __init__(self, jetstream, subject: Subject) -> None:
+        self.jetstream = jetstream
+        self.subject = subject
+        js = jetstream.js
+        durable = jetstream.call(ensure_consumer(js, stream="ticketing", subject=subject))
+        self.subscription = jetstream.call(js.pull_subscribe_bind(durable=durable, stream="ticketing"))
+
+    def fetch(self, *, timeout: float = 3):
+        [msg] = self.jetstream.call(self.subscription.fetch(batch=1, timeout=timeout))
+        return msg
+
+    def nothing_to_fetch(self, *, timeout: float = 0.5) -> bool:
+        try:
+            self.fetch(timeout=timeout)
+        except nats.errors.TimeoutError:
+            return True
+        return False
+
+    def info(self):
+        return self.jetstream.consumer_info(self.subject)
+
+    def settled(self) -> bool:
+        info = self.info()
+        return info.num_ack_pending == 0 and info.num_pending == 0
+
+
+@pytest.fixture
+def consumer(jetstream):
+    jetstream.ensure_streams()
+    return lambda subject: Consumer(jetstream, Subject(subject))
+
+
+def listener(subject: str) -> Listener:
+    return registered_listeners()[Subject(subject)]
+
+
+def process(jetstream, listener: Listener, msg) -> str:
+    return jetstream.call(process_message(listener, msg))
+
+
+def test_an_applied_message_is_acked(jetstream, consumer):
+    ticket_id = new_object_id()
+    tickets = consumer("ticket:created")
+    jetstream.publish("ticket:created", ticket_payload(ticket_id, 0, title="concert"))
+
+    assert process(jetstream, listener("ticket:created"), tickets.fetch()) == "applied"
+
+    assert Ticket.objects.get(id=ticket_id).title == "concert"
+    wait_until(tickets.settled, message="the ack")
+    assert tickets.nothing_to_fetch()
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b'{"id": "65f0c0ffee0000000000abcd", "version": 0,', "payload is not valid UTF-8 JSON"),
+        (b"\xff\xfe not utf-8", "payload is not valid UTF-8 JSON"),
+        (b'{"id": "65f0c0ffee0000000000abcd", "version": 0, "title": "t", "userId": "u"}', "price is required"),
+        (b'{"id": "nope", "version": 0, "title": "t", "price": 1, "userId": "u"}', "id must be a 24-hex id"),
+    ],
+)
+def test_an_invalid_message_is_recorded_and_terminated(jetstream, consumer, data, error):
+    tickets = consumer("ticket:created")
+    ack = jetstream.publish("ticket:created", data)
+
+    assert process(jetstream, listener("ticket:created"), tickets.fetch()) == "rejected"
+
+    failed = FailedEvent.objects.get()
+    assert (failed.subject, failed.stream, failed.stream_sequence) == ("ticket:created", ack.stream, ack.seq)
+    assert failed.payload == data.decode("utf-8", errors="replace")
+    assert error in failed.error
+    assert (failed.delivery_count, failed.resolved_at) == (1, None)
+    wait_until(tickets.settled, message="the termination")
+    assert tickets.nothing_to_fetch()
+    assert not Ticket.objects.exists()
+
+
+def test_a_version_gap_is_not_acked_and_is_redelivered(jetstream, consumer, make_ticket):
+    ticket = make_ticket(title="v0", version=0)
+    updates = consumer("ticket:updated")
+    ack = jetstream.publish("ticket:updated", ticket_payload(ticket.id, 2, title="v2"))
+
+    first = updates.fetch()
+    assert process(jetstream, listener("ticket:updated"), first) == "waiting"
+
+    info = updates.info()
+    assert (info.num_ack_pending, info.ack_floor.stream_seq) == (1, 0)
+    again = updates.fetch()  # after the nak's delay
+    assert (again.metadata.sequence.stream, again.metadata.num_delivered) == (ack.seq, 2)
+    assert Ticket.objects.get(id=ticket.id).version == 0
+    assert not FailedEvent.objects.exists()
+
+
+def test_a_long_wait_is_shown_to_an_operator_and_resolved_when_it_applies(jetstream, consumer, make_ticket, settings):
+    settings.EVENT_MAX_DELIVERIES = 2
+    ticket = make_ticket(title="v0", version=0)
+    updates = consumer("ticket:updated")
+    ack = jetstream.publish("ticket:updated", ticket_payload(ticket.id, 2, title="v2"))
+    on_updated = listener("ticket:updated")
+
+    assert process(jetstream, on_updated, updates.fetch()) == "waiting"
+    assert not FailedEvent.objects.exists()
+    assert process(jetstream, on_updated, updates.fetch()) == "waiting"
+    failed = FailedEvent.objects.get()
+    assert failed.error == f"waiting: ticket {ticket.id} is not at version 1 yet"
+    assert (failed.stream_sequence, failed.delivery_count, failed.resolved_at) == (ack.seq, 2, None)
+    assert process(jetstream, on_updated, updates.fetch()) == "waiting"
+    assert FailedEvent.objects.get().delivery_count == 3  # the same row, kept current
+
+    Ticket.objects.filter(id=ticket.id).update(version=1)  # version 1 arrived meanwhile
+    assert process(jetstream, on_updated, updates.fetch()) == "applied"
+
+    assert Ticket.objects.get(id=ticket.id).title == "v2"
+    assert FailedEvent.objects.get().resolved_at is not None
+    wait_until(updates.settled, message="the ack")
+
+
+@pytest.mark.parametrize(
+    ("subject", "payload", "error"),
+    [
+        ("expiration:complete", {"orderId": "65f0c0ffee0000000000abcd"}, "RetryLater: order 65f0c0ffee0000000000abcd"),
+        (
+            "payment:created",
+            {"id": "65f0c0ffee0000000000aaaa", "orderId": "65f0c0ffee0000000000abcd", "stripeId": "ch_1"},
+            "RetryLater: order 65f0c0ffee0000000000abcd",
+        ),
+    ],
+)
+def test_an_unknown_order_is_retried_then_set_aside(jetstream, consumer, settings, subject, payload, error):
+    settings.EVENT_MAX_DELIVERIES = 3
+    messages = consumer(subject)
+    jetstream.publish(subject, payload)
+
+    assert process(jetstream, listener(subject), messages.fetch()) == "retrying"
+    assert process(jetstream, listener(subject), messages.fetch()) == "retrying"
+    assert not FailedEvent.objects.exists()
+    assert process(jetstream, listener(subject), messages.fetch()) == "rejected"
+
+    failed = FailedEvent.objects.get()
+    assert failed.error == f"{error} does not exist (after 3 deliveries)"
+    assert failed.delivery_count == 3
+    wait_until(messages.settled, message="the termination")
+    assert messages.nothing_to_fetch()
+
+
+def test_an_unexpected_error_is_retried_then_set_aside(jetstream, consumer, settings):
+    settings.EVENT_MAX_DELIVERIES = 2
+
+    def broken(event) -> str:
+        raise RuntimeError("boom")
+
+    tickets = consumer("ticket:created")
+    jetstream.publish("ticket:created", ticket_payload(new_object_id()))
+    failing = Listener(Subject.TICKET_CREATED, broken)
+
+    assert process(jetstream, failing, tickets.fetch()) == "retrying"
+    assert process(jetstream, failing, tickets.fetch()) == "rejected"
+
+    assert FailedEvent.objects.get().error == "RuntimeError: boom (after 2 deliveries)"
+    wait_until(tickets.settled, message="the termination")
+
+
+def test_a_rejected_event_is_set_aside_at_once(jetstream, consumer):
+    def refuse(event) -> str:
+        raise Rejected("never")
+
+    tickets = consumer("ticket:created")
+    jetstream.publish("ticket:created", ticket_payload(new_object_id()))
+
+    assert process(jetstream, Listener(Subject.TICKET_CREATED, refuse), tickets.fetch()) == "rejected"
+
+    assert (FailedEvent.objects.get().error, FailedEvent.objects.get().delivery_count) == ("never", 1)
+    wait_until(tickets.settled, message="the termination")
+
+
+def test_database_errors_never_make_a_message_poison(jetstream, consumer, settings):
+    settings.EVENT_MAX_DELIVERIES = 2
+
+    def database_down(event) -> str:
+        raise OperationalError("connection refused")
+
+    tickets = consumer("ticket:created")
+    jetstream.publish("ticket:created", ticket_payload(new_object_id()))
+    failing = Listener(Subject.TICKET_CREATED, database_down)
+
+    for delivery in (1, 2, 3, 4):
+        msg = tickets.fetch()
+        assert msg.metadata.num_delivered == delivery
+        assert process(jetstream, failing, msg) == "retrying"
+
+    assert not FailedEvent.objects.exists()
+    assert tickets.info().num_ack_pending == 1  # still there for the next delivery
+
+
+def test_a_handler_that_fails_halfway_leaves_nothing_behind(jetstream, consumer, settings):
+    """The handler runs in one transaction: a failure after a write rolls the write back."""
+    ticket_id = new_object_id()
+
+    def half_done(event) -> str:
+        Ticket.objects.create(id=event.id, title=event.title, price=event.price, version=0)
+        raise RuntimeError("crash after the first write")
+
+    tickets = consumer("ticket:created")
+    jetstream.publish("ticket:created", ticket_payload(ticket_id))
+
+    assert process(jetstream, Listener(Subject.TICKET_CREATED, half_done), tickets.fetch()) == "retrying"
+
+    assert not Ticket.objects.filter(id=ticket_id).exists()
+    assert process(jetstream, listener("ticket:created"), tickets.fetch()) == "applied"
+    assert Ticket.objects.filter(id=ticket_id).exists()

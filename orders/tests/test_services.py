@@ -1,0 +1,289 @@
+"""The order services and selectors: every change to an order, and the events it writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from common.exceptions import NotAuthorized
+from common.ids import new_object_id
+from messaging.models import OutboxEvent
+from orders.models import Order, OrderStatus
+from orders.selectors import order_get_for_user, order_list
+from orders.services import (
+    CannotCancelCompletedOrder,
+    OrderNotFound,
+    Outcome,
+    TicketAlreadyReserved,
+    TicketNotFound,
+    order_cancel,
+    order_cancel_by_user,
+    order_complete,
+    order_create,
+    to_iso_z,
+)
+from tickets_replica.models import Ticket
+
+pytestmark = pytest.mark.django_db
+
+
+def make_order(ticket, status: str = OrderStatus.CREATED, version: int = 0, user_id: str = "user-1") -> Order:
+    return Order.objects.create(
+        user_id=user_id, ticket=ticket, status=status, version=version, expires_at=timezone.now()
+    )
+
+
+def state(order: Order) -> tuple[str, int]:
+    return tuple(Order.objects.filter(id=order.id).values_list("status", "version").get())
+
+
+def outbox() -> list[tuple[str, dict]]:
+    return [(row.subject, row.payload) for row in OutboxEvent.objects.order_by("created_at", "id")]
+
+
+# --- order_create -------------------------------------------------------------------------------
+
+
+def test_order_create_reserves_the_ticket_and_writes_order_created(make_ticket, settings):
+    settings.EXPIRATION_WINDOW_SECONDS = 120
+    ticket = make_ticket(price=10.5)
+    before = timezone.now()
+
+    order = order_create(user_id="user-1", ticket_id=ticket.id)
+
+    order.refresh_from_db()
+    assert (order.user_id, order.ticket_id, order.status, order.version) == ("user-1", ticket.id, "created", 0)
+    assert before + dt.timedelta(seconds=120) <= order.expires_at <= timezone.now() + dt.timedelta(seconds=120)
+    assert ticket.is_reserved()
+    assert outbox() == [
+        (
+            "order:created",
+            {
+                "id": order.id,
+                "version": 0,
+                "status": "created",
+                "userId": "user-1",
+                "expiresAt": to_iso_z(order.expires_at),
+                "ticket": {"id": ticket.id, "price": 10.5},
+            },
+        )
+    ]
+
+
+def test_order_create_for_an_unknown_ticket_raises_not_found():
+    with pytest.raises(TicketNotFound):
+        order_create(user_id="user-1", ticket_id=new_object_id())
+
+    assert not Order.objects.exists() and not OutboxEvent.objects.exists()
+
+
+@pytest.mark.parametrize("status", [OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT, OrderStatus.COMPLETE])
+def test_order_create_for_a_reserved_ticket_raises_already_reserved(make_ticket, status):
+    ticket = make_ticket()
+    make_order(ticket, status=status)
+
+    with pytest.raises(TicketAlreadyReserved) as raised:
+        order_create(user_id="user-2", ticket_id=ticket.id)
+
+    assert str(raised.value.detail) == "Ticket is already reserved"
+    assert Order.objects.count() == 1 and not OutboxEvent.objects.exists()
+
+
+def test_when_the_check_loses_a_race_the_unique_constraint_refuses_the_second_order(make_ticket, monkeypatch):
+    """What a concurrent request sees: is_reserved() said no, then the other order committed first."""
+    ticket = make_ticket()
+    make_order(ticket)
+    monkeypatch.setattr(Ticket, "is_reserved", lambda self: False)
+
+    with transaction.atomic():
+        with pytest.raises(TicketAlreadyReserved):
+            order_create(user_id="user-2", ticket_id=ticket.id)
+        # The savepoint kept the surrounding transaction usable.
+        assert Order.objects.count() == 1
+
+    assert not OutboxEvent.objects.exists()
+
+
+def test_order_create_commits_the_order_and_its_event_together(make_ticket):
+    ticket = make_ticket()
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        order_create(user_id="user-1", ticket_id=ticket.id)
+        raise RuntimeError("the caller's transaction fails afterwards")
+
+    assert not Order.objects.exists()
+    assert not OutboxEvent.objects.exists()
+
+
+def test_the_database_allows_one_active_order_per_ticket(make_ticket):
+    ticket = make_ticket()
+    make_order(ticket, status=OrderStatus.CANCELLED)
+    make_order(ticket, status=OrderStatus.CANCELLED)
+    make_order(ticket, status=OrderStatus.CREATED)
+
+    for status in (OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT, OrderStatus.COMPLETE):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            make_order(ticket, status=status)
+
+    assert Order.objects.filter(ticket=ticket).count() == 3
+
+
+def test_the_database_refuses_reactivating_a_cancelled_order_of_a_reserved_ticket(make_ticket):
+    ticket = make_ticket()
+    cancelled = make_order(ticket, status=OrderStatus.CANCELLED)
+    make_order(ticket, status=OrderStatus.AWAITING_PAYMENT)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Order.objects.filter(id=cancelled.id).update(status=OrderStatus.CREATED)
+
+
+# --- order_cancel / order_cancel_by_user --------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT])
+def test_order_cancel_applies_bumps_the_version_and_writes_order_cancelled(make_ticket, status):
+    ticket = make_ticket()
+    order = make_order(ticket, status=status, version=3)
+
+    outcome, returned = order_cancel(order_id=order.id)
+
+    assert outcome is Outcome.APPLIED
+    assert (returned.status, returned.version) == ("cancelled", 4)
+    assert state(order) == ("cancelled", 4)
+    assert not ticket.is_reserved()
+    assert outbox() == [("order:cancelled", {"id": order.id, "version": 4, "ticket": {"id": ticket.id}})]
+
+
+def test_order_cancel_of_a_cancelled_order_is_unchanged_and_writes_nothing(make_ticket):
+    order = make_order(make_ticket(), status=OrderStatus.CANCELLED, version=1)
+
+    outcome, returned = order_cancel(order_id=order.id)
+
+    assert outcome is Outcome.UNCHANGED
+    assert state(order) == ("cancelled", 1) == (returned.status, returned.version)
+    assert outbox() == []
+
+
+def test_order_cancel_of_a_complete_order_is_refused_and_writes_nothing(make_ticket):
+    order = make_order(make_ticket(), status=OrderStatus.COMPLETE, version=2)
+
+    outcome, returned = order_cancel(order_id=order.id)
+
+    assert outcome is Outcome.REFUSED
+    assert state(order) == ("complete", 2) == (returned.status, returned.version)
+    assert outbox() == []
+
+
+def test_order_cancel_of_an_unknown_order_raises_not_found():
+    with pytest.raises(OrderNotFound):
+        order_cancel(order_id=new_object_id())
+
+
+def test_order_cancel_twice_publishes_once(make_ticket):
+    order = make_order(make_ticket())
+
+    outcomes = [order_cancel(order_id=order.id)[0] for _ in range(3)]
+
+    assert outcomes == [Outcome.APPLIED, Outcome.UNCHANGED, Outcome.UNCHANGED]
+    assert state(order) == ("cancelled", 1)
+    assert [subject for subject, _ in outbox()] == ["order:cancelled"]
+
+
+def test_order_cancel_by_user_refuses_a_complete_order(make_ticket):
+    order = make_order(make_ticket(), status=OrderStatus.COMPLETE)
+
+    with pytest.raises(CannotCancelCompletedOrder) as raised:
+        order_cancel_by_user(order_id=order.id)
+
+    assert str(raised.value.detail) == "Cannot cancel a completed order"
+    assert raised.value.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(OrderStatus.CREATED, ("cancelled", 1)), (OrderStatus.CANCELLED, ("cancelled", 0))],
+)
+def test_order_cancel_by_user_returns_the_cancelled_order(make_ticket, status, expected):
+    order = make_order(make_ticket(), status=status)
+
+    returned = order_cancel_by_user(order_id=order.id)
+
+    assert (returned.id, returned.status, returned.version) == (order.id, *expected)
+
+
+# --- order_complete -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT])
+def test_order_complete_applies_and_keeps_the_ticket_reserved(make_ticket, status):
+    ticket = make_ticket()
+    order = make_order(ticket, status=status)
+
+    outcome, returned = order_complete(order_id=order.id)
+
+    assert outcome is Outcome.APPLIED
+    assert state(order) == ("complete", 1) == (returned.status, returned.version)
+    assert ticket.is_reserved()
+    assert outbox() == []
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"), [(OrderStatus.COMPLETE, Outcome.UNCHANGED), (OrderStatus.CANCELLED, Outcome.REFUSED)]
+)
+def test_order_complete_leaves_complete_and_cancelled_orders_alone(make_ticket, status, outcome):
+    order = make_order(make_ticket(), status=status, version=5)
+
+    assert order_complete(order_id=order.id)[0] is outcome
+    assert state(order) == (status, 5)
+
+
+def test_order_complete_of_an_unknown_order_raises_not_found():
+    with pytest.raises(OrderNotFound):
+        order_complete(order_id=new_object_id())
+
+
+# --- to_iso_z -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (dt.datetime(2026, 11, 25, 10, 15, tzinfo=dt.UTC), "2026-11-25T10:15:00.000Z"),
+        (dt.datetime(2026, 11, 25, 10, 15, 0, 123_987, tzinfo=dt.UTC), "2026-11-25T10:15:00.123Z"),
+        (
+            dt.datetime(2026, 11, 25, 11, 15, 30, 5_000, tzinfo=zoneinfo.ZoneInfo("Europe/Paris")),
+            "2026-11-25T10:15:30.005Z",
+        ),
+        (dt.datetime(2026, 1, 1, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=-5))), "2026-01-01T05:00:00.000Z"),
+    ],
+)
+def test_to_iso_z_is_javascripts_to_iso_string(value, expected):
+    assert to_iso_z(value) == expected
+
+
+# --- selectors ----------------------------------------------------------------------------------
+
+
+def test_order_list_is_the_users_orders_oldest_first(make_ticket):
+    mine = [make_order(make_ticket(), user_id="me") for _ in range(3)]
+    make_order(make_ticket(), user_id="someone-else")
+    Order.objects.filter(id=mine[0].id).update(created_at=timezone.now() + dt.timedelta(hours=1))
+
+    assert [o.id for o in order_list(user_id="me")] == [mine[1].id, mine[2].id, mine[0].id]
+    assert list(order_list(user_id="nobody")) == []
+
+
+def test_order_get_for_user(make_ticket):
+    order = make_order(make_ticket(), user_id="me")
+
+    assert order_get_for_user(order_id=order.id, user_id="me") == order
+    assert order_get_for_user(order_id=order.id.upper(), user_id="me") == order
+    with pytest.raises(NotAuthorized):
+        order_get_for_user(order_id=order.id, user_id="someone-else")
+    for missing in (new_object_id(), "nope", order.id + "\n", ""):
+        with pytest.raises(OrderNotFound):
+            order_get_for_user(order_id=missing, user_id="me")
