@@ -6,6 +6,7 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.utils import timezone
 
+from common.admin import ReadOnlyModelAdmin
 from messaging.listener import registered_listeners
 from messaging.models import FailedEvent, OutboxEvent
 
@@ -50,17 +51,8 @@ class FailedEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(OutboxEvent)
-class OutboxEventAdmin(admin.ModelAdmin):
+class OutboxEventAdmin(ReadOnlyModelAdmin):
     list_display = ["id", "subject", "created_at", "sent_at"]
     list_filter = ["subject", ("sent_at", admin.EmptyFieldListFilter)]
     search_fields = ["id", "payload"]
     readonly_fields = ["id", "subject", "payload", "created_at", "sent_at"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

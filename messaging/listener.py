@@ -116,7 +116,7 @@ async def process_message(listener: Listener, msg) -> str:
     subject = listener.subject.value
     where = f"{subject} seq={sequence} {describe(subject, msg.data)} delivery={delivered}"
 
-    async def set_aside(error: str) -> str:
+    async def record(error: str) -> None:
         await run_db(
             record_failure,
             subject=subject,
@@ -126,6 +126,9 @@ async def process_message(listener: Listener, msg) -> str:
             error=error,
             delivered=delivered,
         )
+
+    async def set_aside(error: str) -> str:
+        await record(error)
         await msg.term()
         logger.error("rejected %s: %s", where, error)
         return "rejected"
@@ -145,15 +148,7 @@ async def process_message(listener: Listener, msg) -> str:
     except NotYet as exc:
         if delivered >= settings.EVENT_MAX_DELIVERIES:
             # Still waiting: make the stall visible to an operator, but keep waiting.
-            await run_db(
-                record_failure,
-                subject=subject,
-                stream=stream,
-                sequence=sequence,
-                data=msg.data,
-                error=f"waiting: {exc}",
-                delivered=delivered,
-            )
+            await record(f"waiting: {exc}")
         await msg.nak(delay=retry_delay(delivered))
         logger.info("waiting %s: %s", where, exc)
         return "waiting"

@@ -5,12 +5,13 @@ from __future__ import annotations
 from django.contrib import admin
 from django.db.models import Exists, OuterRef
 
+from common.admin import ReadOnlyModelAdmin
 from orders.models import ORDER_ACTIVE_STATUSES, Order
 from tickets_replica.models import Ticket
 
 
 @admin.register(Ticket)
-class TicketAdmin(admin.ModelAdmin):
+class TicketAdmin(ReadOnlyModelAdmin):
     list_display = ["id", "title", "price", "version", "reserved"]
     search_fields = ["id", "title"]
 
@@ -21,12 +22,3 @@ class TicketAdmin(admin.ModelAdmin):
     @admin.display(boolean=True, ordering="has_active_order")
     def reserved(self, ticket: Ticket) -> bool:
         return ticket.has_active_order
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
