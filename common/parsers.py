@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
+from common.jsonstrict import loads_strict
 
 
 class StrictJSONParser(JSONParser):
@@ -18,6 +14,6 @@ class StrictJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = (parser_context or {}).get("encoding", "utf-8")
         try:
-            return json.loads(stream.read().decode(encoding), parse_constant=_reject_constant)
-        except (ValueError, RecursionError, LookupError) as exc:
+            return loads_strict(stream.read().decode(encoding))
+        except (ValueError, LookupError) as exc:
             raise ParseError("Malformed JSON body") from exc

@@ -9,6 +9,7 @@ import math
 from typing import Any, ClassVar
 
 from common.ids import is_object_id
+from common.jsonstrict import loads_strict
 from common.numbers import json_number
 
 
@@ -26,14 +27,10 @@ class InvalidEvent(ValueError):
     """The message can never be applied: not JSON, or not the subject's schema."""
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def decode_json(data: bytes) -> Any:
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
+        return loads_strict(data.decode("utf-8"))
+    except ValueError as exc:
         raise InvalidEvent(f"payload is not valid UTF-8 JSON: {exc}") from exc
 
 
