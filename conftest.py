@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
 import subprocess
-import sysconfig
 import time
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from rest_framework.test import APIClient
 
 from common.ids import new_object_id
 from common.management.commands.mint_token import session_cookie_value
+from messaging.embedded import free_port, nats_server_args
 from tickets_replica.models import Ticket
 
 
@@ -57,28 +56,14 @@ class NatsServer:
 
     def __init__(self, store_dir: Path) -> None:
         self.store_dir = store_dir
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
-
-    @staticmethod
-    def binary() -> str:
-        path = Path(sysconfig.get_path("scripts")) / "nats-server"
-        return str(path) if path.exists() else (shutil.which("nats-server") or "nats-server")
 
     def start(self) -> None:
         log = open(self.store_dir / "nats-server.log", "ab")  # noqa: SIM115 (closed with the process)
         self.process = subprocess.Popen(
-            [
-                self.binary(),
-                "--jetstream",
-                "--addr",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--store_dir",
-                str(self.store_dir),
-            ],
+            nats_server_args(port=self.port, store_dir=self.store_dir),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -101,12 +86,6 @@ class NatsServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

