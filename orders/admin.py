@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html
 
+from common.admin import ViewOnlyPagesMixin
 from orders.models import Order
 from orders.services import Outcome, order_cancel
 
 
 @admin.register(Order)
-class OrderAdmin(admin.ModelAdmin):
-    list_display = ["id", "user_id", "status", "ticket_title", "ticket_id", "expires_at", "created_at", "version"]
+class OrderAdmin(ViewOnlyPagesMixin, admin.ModelAdmin):
+    list_display = ["id", "user_id", "status", "ticket_title", "expires_at", "created_at", "version"]
     list_filter = ["status", "created_at", "expires_at"]
     search_fields = ["id", "user_id", "ticket__id", "ticket__title"]
     date_hierarchy = "created_at"
@@ -19,8 +22,10 @@ class OrderAdmin(admin.ModelAdmin):
     actions = ["cancel_orders"]
 
     @admin.display(description="ticket", ordering="ticket__title")
-    def ticket_title(self, order: Order) -> str:
-        return order.ticket.title
+    def ticket_title(self, order: Order):
+        # The title, linked to the replica ticket's page; its id shows on hover.
+        url = reverse("admin:tickets_replica_ticket_change", args=[order.ticket_id])
+        return format_html('<a href="{}" title="ticket {}">{}</a>', url, order.ticket_id, order.ticket.title)
 
     def has_add_permission(self, request) -> bool:
         return False  # orders are made by users through the API

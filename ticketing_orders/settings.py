@@ -175,6 +175,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Admin dates as 2026-11-25 10:15:00 (UTC) instead of "Nov. 25, 2026, 10:15 a.m.".
+FORMAT_MODULE_PATH = ["common.formats"]
 
 # Static files (admin, Swagger UI) are served by whitenoise under the ingress prefix.
 STATIC_URL = "/api/orders/static/"
@@ -235,10 +237,30 @@ SPECTACULAR_SETTINGS = {
     "PREPROCESSING_HOOKS": ["common.views.schema_paths_without_optional_slash"],
 }
 
+# The admin. A deployment that exposes only the API sets ADMIN_ENABLED=false: no admin routes,
+# no admin app, no login to attack.
+ADMIN_ENABLED = envbool("ADMIN_ENABLED", "True")
+if ADMIN_ENABLED:
+    # Login throttling (django-axes): after AXES_FAILURE_LIMIT failed logins for a username, that
+    # username is locked for ADMIN_LOCKOUT_MINUTES. By username, not by address: behind the ingress
+    # every client arrives from the ingress's address.
+    INSTALLED_APPS += ["axes"]
+    MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
+    AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+    AXES_FAILURE_LIMIT = int(os.environ.get("ADMIN_LOGIN_FAILURE_LIMIT", "5"))
+    AXES_COOLOFF_TIME = envfloat("ADMIN_LOCKOUT_MINUTES", 15) / 60  # hours
+    AXES_LOCKOUT_PARAMETERS = ["username"]
+    AXES_RESET_ON_SUCCESS = True
+    AXES_ONLY_ADMIN_SITE = True
+    AXES_LOCKOUT_CALLABLE = "common.admin.login_locked_out"
+else:
+    INSTALLED_APPS.remove("django.contrib.admin")
+
 # Orders and events.
 EXPIRATION_WINDOW_SECONDS = int(os.environ.get("EXPIRATION_WINDOW_SECONDS", "900"))
 NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
 NATS_STREAM = os.environ.get("NATS_STREAM", "ticketing")
+NATS_STREAM_REPLICAS = int(os.environ.get("NATS_STREAM_REPLICAS", "1"))  # 3 on a clustered JetStream
 NATS_QUEUE_GROUP = "orders-service"
 # The listeners `run_listeners` runs (and the admin's retry uses), by app.
 EVENT_LISTENERS = ["tickets_replica.listeners.LISTENERS", "orders.listeners.LISTENERS"]

@@ -1,16 +1,13 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from common import views as common_views
 
-admin.site.site_header = "Ticketing orders"
-admin.site.site_title = "Ticketing orders admin"
-
 urlpatterns = [
     path("healthz", common_views.liveness, name="healthz"),
     path("readyz", common_views.readiness, name="readyz"),
-    path("api/orders/admin/", admin.site.urls),
     path(
         "api/orders/schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
@@ -21,6 +18,14 @@ urlpatterns = [
         SpectacularSwaggerView.as_view(url_name="schema", authentication_classes=[], permission_classes=[]),
         name="swagger-ui",
     ),
+]
+if settings.ADMIN_ENABLED:
+    admin.site.site_header = "Ticketing orders"
+    admin.site.site_title = "Ticketing orders admin"
+    # The admin has no public site of its own: its "View site" link would lead to a 404.
+    admin.site.site_url = None
+    urlpatterns.append(path("api/orders/admin/", admin.site.urls))
+urlpatterns += [
     # Last: /api/orders/<id> would otherwise match "schema", "docs" and "admin".
     path("", include("orders.urls")),
 ]

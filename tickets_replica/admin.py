@@ -6,14 +6,21 @@ from django.contrib import admin
 from django.db.models import Exists, OuterRef
 
 from common.admin import ReadOnlyModelAdmin
+from common.numbers import json_number
 from orders.models import ORDER_ACTIVE_STATUSES, Order
 from tickets_replica.models import Ticket
 
 
 @admin.register(Ticket)
 class TicketAdmin(ReadOnlyModelAdmin):
-    list_display = ["id", "title", "price", "version", "reserved"]
+    list_display = ["id", "title", "price_shown", "version", "reserved"]
     search_fields = ["id", "title"]
+    fields = ["id", "title", "price_shown", "version"]
+
+    @admin.display(description="price", ordering="price")
+    def price_shown(self, ticket: Ticket) -> int | float:
+        # As the API and the events print it: 20, not 20.0.
+        return json_number(ticket.price)
 
     def get_queryset(self, request):
         active_orders = Order.objects.filter(ticket=OuterRef("pk"), status__in=ORDER_ACTIVE_STATUSES)

@@ -115,3 +115,12 @@ def test_tickets_cannot_be_deleted(admin_client, tickets):
     assert single.status_code == 403
     assert bulk.status_code == 200
     assert Ticket.objects.filter(id=ticket.id).exists()
+
+
+def test_prices_show_as_the_api_prints_them(admin_client, tickets):
+    changelist = admin_client.get("/api/orders/admin/tickets_replica/ticket/").content.decode()
+    held = admin_client.get(f"/api/orders/admin/tickets_replica/ticket/{tickets['held'].id}/change/")
+
+    assert ">20<" in row(changelist, tickets["held"]) and "20.0" not in changelist
+    assert ">10.5<" in row(changelist, tickets["free"])
+    assert "20.0" not in held.content.decode()
