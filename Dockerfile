@@ -16,6 +16,11 @@ RUN groupadd --system --gid 10001 orders \
     && useradd --system --uid 10001 --gid orders --create-home --home-dir /home/orders --shell /usr/sbin/nologin orders
 
 # Dependencies first: this layer is rebuilt only when requirements.txt changes.
+# A builder that reaches the package index through its own mirror or a TLS-inspecting proxy passes
+# `--build-arg PIP_INDEX_URL=...` / `--build-arg PIP_CERT=<CA bundle path>` (with the bundle mounted
+# for the build); both are unset by default and are not kept in the image's environment.
+ARG PIP_INDEX_URL
+ARG PIP_CERT
 COPY requirements.txt .
 RUN pip install -r requirements.txt
 

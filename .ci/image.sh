@@ -1,0 +1,238 @@
+#!/usr/bin/env bash
+# CI: build the repository's Dockerfile with podman, start the image and probe it (no registry needed).
+#
+# No container registry is reachable, so `python:3.11-slim` is a local stand-in: Debian bookworm's
+# python3 from debootstrap, imported once and kept in podman's storage (a second run reuses it).
+# Prints one PASS/FAIL line per check and exits non-zero if any check failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+IMAGE="${IMAGE:-ticketing/orders:ci}"
+# What `FROM python:3.11-slim` resolves to.
+BASE="docker.io/library/python:3.11-slim"
+RUN_ID="orders-ci-$$"
+STOP_TIMEOUT=20
+JWT_KEY_CI="ci-image-jwt-key-0123456789abcdef0123456789"
+started=$SECONDS
+failures=0
+
+say() { printf '== %s (%ss)\n' "$*" "$((SECONDS - started))"; }
+pass() { printf 'PASS  %s\n' "$*"; }
+fail() {
+    printf 'FAIL  %s\n' "$*"
+    failures=$((failures + 1))
+}
+
+cleanup() {
+    podman rm --force --ignore --time 0 "$RUN_ID" "$RUN_ID-migrate" >/dev/null 2>&1 || true
+    podman volume rm --force "$RUN_ID-data" >/dev/null 2>&1 || true
+    [[ -n "${rootfs:-}" ]] && rm -rf "$rootfs"
+    return 0
+}
+trap cleanup EXIT
+
+say "tools"
+missing=()
+for tool in podman runc debootstrap; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman runc debootstrap >/dev/null
+fi
+# crun cannot run on this machine's cgroup layout; runc can. podman's default open-files limit is
+# above what the host allows a container, hence explicit limits.
+conf=/etc/containers/containers.conf
+wanted='[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+
+[engine]
+runtime = "runc"'
+if [[ "$(cat "$conf" 2>/dev/null)" != "$wanted" ]]; then
+    mkdir -p "$(dirname "$conf")"
+    printf '%s\n' "$wanted" >"$conf"
+fi
+podman --version
+
+# The Debian mirror apt already uses: the first enabled source that carries bookworm itself.
+debian_mirror() {
+    local file
+    for file in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [[ -f "$file" ]] || continue
+        awk '$1 == "deb" { i = 2; if ($2 ~ /^\[/) { while ($i !~ /\]$/) i++; i++ }
+                           if ($(i + 1) == "bookworm") { print $i; exit } }' "$file"
+    done
+    for file in /etc/apt/sources.list.d/*.sources; do
+        [[ -f "$file" ]] || continue
+        awk 'BEGIN { RS = ""; FS = "\n" }
+             { uris = ""; suites = ""; enabled = 1
+               for (i = 1; i <= NF; i++) {
+                   if ($i ~ /^URIs:/) { uris = $i; sub(/^URIs:[ \t]*/, "", uris) }
+                   if ($i ~ /^Suites:/) { suites = " " $i " " }
+                   if ($i ~ /^Enabled:[ \t]*no/) enabled = 0 }
+               if (enabled && suites ~ /[ \t]bookworm[ \t]/) { split(uris, u, " "); print u[1]; exit } }' "$file"
+    done
+}
+
+if podman image exists "$BASE"; then
+    say "base $BASE: present, reused"
+else
+    mirror="$(debian_mirror | head -n 1)"
+    if [[ -z "$mirror" ]]; then
+        echo "FAIL  no Debian bookworm source in apt's configuration to build the stand-in base from"
+        exit 1
+    fi
+    say "base $BASE: building a stand-in with debootstrap (bookworm python3)"
+    rootfs="$(mktemp -d /var/tmp/orders-ci-rootfs.XXXXXX)"
+    debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
+        bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 || {
+        tail -n 20 "$rootfs.log"
+        echo "FAIL  debootstrap"
+        exit 1
+    }
+    rm -f "$rootfs.log"
+    # As in the official image: pip may install into the system Python, and `python` exists.
+    rm -f "$rootfs/usr/lib/python3.11/EXTERNALLY-MANAGED"
+    ln -sf python3 "$rootfs/usr/bin/python"
+    rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
+    tar -C "$rootfs" -c . | podman import \
+        --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+        --change 'ENV LANG=C.UTF-8' \
+        --change 'CMD ["python3"]' \
+        --change 'LABEL org.opencontainers.image.description="CI stand-in for python:3.11-slim: Debian bookworm python3"' \
+        - "$BASE" >/dev/null
+    rm -rf "$rootfs"
+    rootfs=""
+fi
+
+# pip inside the build reaches the package index as the host's pip does: same index (if one is
+# configured) and same CA bundle (mounted read-only for the build only, never copied into the image).
+pip_setting() {
+    local env_name="$1" key="$2"
+    if [[ -n "${!env_name:-}" ]]; then
+        printf '%s' "${!env_name}"
+    else
+        python3 -m pip config get "global.$key" 2>/dev/null || true
+    fi
+}
+build_args=()
+index_url="$(pip_setting PIP_INDEX_URL index-url)"
+[[ "$index_url" == http* ]] && build_args+=(--build-arg "PIP_INDEX_URL=$index_url")
+pip_cert="$(pip_setting PIP_CERT cert)"
+if [[ -n "$pip_cert" && -f "$pip_cert" ]]; then
+    build_args+=(--volume "$pip_cert:$pip_cert:ro" --build-arg "PIP_CERT=$pip_cert")
+fi
+
+say "build $IMAGE from Dockerfile"
+if podman build --pull=never --network host "${build_args[@]}" --tag "$IMAGE" --file Dockerfile . \
+    >/tmp/"$RUN_ID"-build.log 2>&1; then
+    pass "image built ($(podman image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%d MB", $1 / 1e6}'))"
+    rm -f /tmp/"$RUN_ID"-build.log
+else
+    tail -n 30 /tmp/"$RUN_ID"-build.log
+    fail "image build"
+    exit 1
+fi
+
+image_user="$(podman image inspect --format '{{.Config.User}}' "$IMAGE")"
+[[ "$image_user" == 10001* ]] && pass "image USER is $image_user" || fail "image USER is '$image_user', not 10001"
+image_cmd="$(podman image inspect --format '{{json .Config.Cmd}}' "$IMAGE")"
+[[ "$image_cmd" == '["gunicorn","ticketing_orders.wsgi"]' ]] && pass "default command $image_cmd" \
+    || fail "default command is $image_cmd"
+
+# SQLite on a volume, as the pod's database would be elsewhere; NATS (nats-srv) is unreachable on
+# purpose: the API must serve without it. No network but loopback: nothing is published on the host.
+env_args=(--env "JWT_KEY=$JWT_KEY_CI" --env "SECRET_KEY=ci-image-secret-key-0123456789abcdef0123456789"
+    --env "NATS_URL=http://nats-srv:4222")
+podman volume create "$RUN_ID-data" >/dev/null
+
+say "migrate (as the init container does)"
+if podman run --name "$RUN_ID-migrate" --network none "${env_args[@]}" --volume "$RUN_ID-data:/app/data" \
+    "$IMAGE" python manage.py migrate --noinput >/tmp/"$RUN_ID"-migrate.log 2>&1; then
+    pass "python manage.py migrate exited 0"
+else
+    tail -n 20 /tmp/"$RUN_ID"-migrate.log
+    fail "python manage.py migrate"
+fi
+rm -f /tmp/"$RUN_ID"-migrate.log
+
+say "start the API (image's default command)"
+podman run --detach --name "$RUN_ID" --network none "${env_args[@]}" --volume "$RUN_ID-data:/app/data" \
+    "$IMAGE" >/dev/null
+
+# GET from inside the container's own network namespace; prints "<status> <body>".
+http_get() {
+    podman exec --env "PROBE_COOKIE=${2:-}" "$RUN_ID" python -c '
+import os, sys, urllib.error, urllib.request
+request = urllib.request.Request("http://127.0.0.1:3000" + sys.argv[1])
+if os.environ.get("PROBE_COOKIE"):
+    request.add_header("Cookie", os.environ["PROBE_COOKIE"])
+try:
+    with urllib.request.urlopen(request, timeout=5) as response:
+        status, body = response.status, response.read()
+except urllib.error.HTTPError as error:
+    status, body = error.code, error.read()
+print(status, body.decode(errors="replace")[:200])
+' "$1" 2>&1 || true
+}
+
+ready=""
+for _ in $(seq 1 60); do
+    answer="$(http_get /healthz)"
+    if [[ "$answer" == 200* ]]; then
+        ready=1
+        break
+    fi
+    [[ "$(podman inspect --format '{{.State.Running}}' "$RUN_ID")" == true ]] || break
+    sleep 0.5
+done
+if [[ -z "$ready" ]]; then
+    podman logs "$RUN_ID" 2>&1 | tail -n 30
+    fail "API did not answer /healthz: $answer"
+    exit 1
+fi
+say "probes"
+pass "GET /healthz -> $answer"
+answer="$(http_get /readyz)"
+[[ "$answer" == "200 "* ]] && pass "GET /readyz -> $answer" || fail "GET /readyz -> $answer"
+
+# stdout only: system-check warnings and logs go to stderr.
+cookie="$(podman exec "$RUN_ID" python manage.py mint_token --email ci@test.com 2>/dev/null | grep '^session=' || true)"
+[[ "$cookie" == session=* ]] && pass "mint_token printed a session cookie" || fail "mint_token printed no session= line"
+answer="$(http_get /api/orders "$cookie")"
+[[ "$answer" == "200 []" ]] && pass "signed GET /api/orders -> $answer" || fail "signed GET /api/orders -> $answer"
+answer="$(http_get /api/orders)"
+[[ "$answer" == "401 "* ]] && pass "unsigned GET /api/orders -> $answer" || fail "unsigned GET /api/orders -> $answer"
+# collectstatic ran at build: whitenoise serves the admin's stylesheet from the image.
+answer="$(http_get /api/orders/static/admin/css/base.css)"
+[[ "$answer" == "200 "* ]] && pass "static file from the image -> ${answer:0:3}" \
+    || fail "static file /api/orders/static/admin/css/base.css -> $answer"
+
+# PID 1 of the container is the gunicorn master: its real, effective, saved and fs uids.
+host_pid="$(podman inspect --format '{{.State.Pid}}' "$RUN_ID")"
+uids="$(awk '/^Uid:/ { print $2, $3, $4, $5 }' "/proc/$host_pid/status")"
+[[ "$uids" == "10001 10001 10001 10001" ]] && pass "server process runs as uid 10001 ($uids)" \
+    || fail "server process uids: $uids"
+exec_uid="$(podman exec "$RUN_ID" id -u)"
+[[ "$exec_uid" == 10001 ]] && pass "podman exec id -u -> $exec_uid" || fail "podman exec id -u -> $exec_uid"
+workers="$(pgrep -P "$host_pid" | wc -l)"
+((workers >= 1)) && pass "gunicorn master has $workers worker process(es)" || fail "no gunicorn workers"
+
+say "SIGTERM"
+stop_started=$SECONDS
+podman stop --time "$STOP_TIMEOUT" "$RUN_ID" >/dev/null
+stop_took=$((SECONDS - stop_started))
+exit_code="$(podman inspect --format '{{.State.ExitCode}}' "$RUN_ID")"
+if [[ "$exit_code" == 0 && "$stop_took" -lt "$STOP_TIMEOUT" ]]; then
+    pass "SIGTERM: exited with status 0 in ${stop_took}s (grace ${STOP_TIMEOUT}s)"
+else
+    podman logs "$RUN_ID" 2>&1 | tail -n 20
+    fail "SIGTERM: exit status $exit_code after ${stop_took}s (grace ${STOP_TIMEOUT}s)"
+fi
+
+say "done"
+if ((failures)); then
+    echo "image checks: $failures failed"
+    exit 1
+fi
+echo "image checks: all passed"
