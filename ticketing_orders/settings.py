@@ -151,10 +151,25 @@ if DATABASE_URL.startswith(("mongodb://", "mongodb+srv://")):
 else:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
     DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+    DATABASE_POOL_MAX_SIZE = int(os.environ.get("DATABASE_POOL_MAX_SIZE", "8"))
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_MAX_SIZE > 0:
+        # One psycopg pool per process, shared by its threads or greenlets: a gevent worker serves
+        # hundreds of connections, and a database connection of their own each would exhaust
+        # max_connections. Django hands a pooled connection back at the end of each request, so
+        # CONN_MAX_AGE must be 0; the pool keeps them open (and replaces broken ones) instead.
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = envbool("DATABASE_POOL_CHECK", "False")
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(2, DATABASE_POOL_MAX_SIZE),
+            "max_size": DATABASE_POOL_MAX_SIZE,
+            "timeout": envfloat("DATABASE_POOL_TIMEOUT", 10),
+        }
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         if DATABASES["default"]["NAME"] not in ("", ":memory:"):
             Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
-        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        # A connection per thread (greenlet under gevent) kept between its requests: opening one
+        # costs more than the queries of a request (the WAL pragmas run on every open).
+        DATABASES["default"]["CONN_MAX_AGE"] = 60
         DATABASES["default"]["OPTIONS"] = {
             # Writers take the lock when their transaction begins and queue behind each other
             # instead of failing with "database is locked" halfway through.
@@ -175,7 +190,7 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
-# Admin dates as 2026-11-25 10:15:00 (UTC) instead of "Nov. 25, 2026, 10:15 a.m.".
+# Admin dates as 2026-11-25 10:15 (UTC) instead of "Nov. 25, 2026, 10:15 a.m.".
 FORMAT_MODULE_PATH = ["common.formats"]
 
 # Static files (admin, Swagger UI) are served by whitenoise under the ingress prefix.
@@ -183,10 +198,17 @@ STATIC_URL = "/api/orders/static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    # Hashed, compressed names once `collectstatic` has run; the plain names, served by whitenoise
+    # from the apps' folders, when it has not (the contract starts with migrate, then gunicorn).
+    "staticfiles": {"BACKEND": "common.storage.ManifestIfCollectedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_MANIFEST_STRICT = False
+
+# Request bodies: a few hundred bytes in practice; over this is 413 `Request body too large`
+# (chunked bodies included: common.handlers stops reading one byte past it).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # Django's default, 2.5 MiB
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000  # query-string and form fields; more is 400
 
 # Security. TLS ends at the ingress, which sets X-Forwarded-Proto.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -227,7 +249,16 @@ SIMPLE_JWT = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "Ticketing orders service",
-    "DESCRIPTION": "Reserve tickets by creating orders; list, view and cancel your orders.",
+    "DESCRIPTION": (
+        "Reserve tickets by creating orders; list, view and cancel your orders.\n\n"
+        "**Signing in.** Browsers send the auth service's `session` cookie (cookie-session: standard "
+        'base64 of `{"jwt": "<HS256 token with claims id, email, iat>"}`; the 1.x name `express:sess` '
+        "works too). API clients send the same token as `Authorization: Bearer <token>`; a Bearer "
+        "header that is wrong never falls back to the cookie.\n\n"
+        "**Trying it here.** A page cannot send a cookie of its own, so this page uses Bearer: run "
+        "`python manage.py mint_token --bearer` (with the service's `JWT_KEY`), click **Authorize**, "
+        "paste the token, then **Try it out**."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
@@ -235,6 +266,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "PREPROCESSING_HOOKS": ["common.views.schema_paths_without_optional_slash"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "common.views.schema_with_common_errors",
+    ],
 }
 
 # The admin. A deployment that exposes only the API sets ADMIN_ENABLED=false: no admin routes,
@@ -267,7 +302,13 @@ EVENT_LISTENERS = ["tickets_replica.listeners.LISTENERS", "orders.listeners.LIST
 # How long JetStream remembers a Nats-Msg-Id; a relay that died between publishing and
 # marking an outbox row sent must be back within this window for the re-send to be dropped.
 NATS_DUPLICATE_WINDOW_SECONDS = envfloat("NATS_DUPLICATE_WINDOW_SECONDS", 600)
-OUTBOX_POLL_SECONDS = envfloat("OUTBOX_POLL_SECONDS", 0.05)
+# The outbox relay wakes when a transaction commits (PostgreSQL LISTEN/NOTIFY, SQLite's data_version,
+# checked every OUTBOX_SQLITE_WAKE_SECONDS) and re-reads the outbox at least every OUTBOX_POLL_SECONDS,
+# so a lost wake-up costs one poll interval. MongoDB has no wake-up: the poll interval is its latency.
+OUTBOX_POLL_SECONDS = envfloat(
+    "OUTBOX_POLL_SECONDS", 0.05 if DATABASES["default"]["ENGINE"] == "django_mongodb_backend" else 1
+)
+OUTBOX_SQLITE_WAKE_SECONDS = envfloat("OUTBOX_SQLITE_WAKE_SECONDS", 0.005)
 EVENT_RETRY_BASE_SECONDS = envfloat("EVENT_RETRY_BASE_SECONDS", 0.5)
 EVENT_RETRY_MAX_SECONDS = envfloat("EVENT_RETRY_MAX_SECONDS", 10)
 EVENT_MAX_DELIVERIES = int(os.environ.get("EVENT_MAX_DELIVERIES", "10"))

@@ -1,6 +1,6 @@
-"""Dates as the admin shows them: ISO-like and fixed-width, so the order list fits a laptop screen."""
+"""Dates as the admin shows them: ISO-like, in UTC, to the minute, so the order list fits a laptop screen."""
 
 DATE_FORMAT = "Y-m-d"
-DATETIME_FORMAT = "Y-m-d H:i:s"
+DATETIME_FORMAT = "Y-m-d H:i"
 SHORT_DATE_FORMAT = "Y-m-d"
 SHORT_DATETIME_FORMAT = "Y-m-d H:i"
