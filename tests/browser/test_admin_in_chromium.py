@@ -27,7 +27,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PASSWORD = "operator-password-1"  # noqa: S105
+PASSWORD = "operator-password-1"
 TICKET_ID = "65f0c0ffee0000000000abcd"
 
 # Playwright's sync API keeps an event loop on this thread, which Django's async-safety check takes
