@@ -80,6 +80,7 @@ async def ensure_streams(js: JetStreamContext, *, stream_name: str | None = None
                     subjects=wanted,
                     storage=StorageType.FILE,
                     duplicate_window=settings.NATS_DUPLICATE_WINDOW_SECONDS,
+                    num_replicas=settings.NATS_STREAM_REPLICAS,
                 )
             )
             logger.info("created stream %s for %s", stream_name, ", ".join(wanted))

@@ -1,0 +1,199 @@
+"""A three-node JetStream cluster loses its stream leader (SIGKILL) in the middle of orders and ticket events."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from common.ids import new_object_id
+from common.management.commands.mint_token import session_cookie_value
+from messaging.tests.harness import ticket_payload, wait_until
+
+from .conftest import own_servers_only
+from .support import Bus, NatsCluster, migrate, post_order, query, record, service_env, start_api, start_worker
+
+pytestmark = [pytest.mark.reliability, pytest.mark.nats, own_servers_only, pytest.mark.timeout(900)]
+
+STREAM = "ticketing"
+USERS = 50
+UPDATES_PER_TICKET = 4  # each event ticket: ticket:created, then versions 1..4
+CHUNKS = 20
+
+
+def count(database_url: str, sql: str, params: tuple = ()) -> int:
+    return query(database_url, sql, params)[0][0]
+
+
+def leader_of(bus: Bus) -> str | None:
+    try:
+        return bus.stream_info(STREAM).cluster.leader
+    except Exception:  # no leader while an election runs
+        return None
+
+
+def test_killing_the_stream_leader_loses_nothing_and_duplicates_nothing(processes, postgres_server, scale):
+    started = time.monotonic()
+    cluster = NatsCluster(processes).start()
+    db_url = postgres_server.create_database("orders")
+    env = service_env(database_url=db_url, nats_url=cluster.url, data_dir=processes.workdir, NATS_STREAM_REPLICAS="3")
+    migrate(env)
+    apis = [start_api(processes, f"api-{n}", env) for n in (1, 2)]
+    workers = [start_worker(processes, f"worker-{n}", env) for n in (1, 2)]
+    bus = Bus(cluster.url)
+    processes.cleanups.append(bus.close)
+    info = bus.stream_info(STREAM)
+    assert info.config.num_replicas == 3
+    assert len(info.cluster.replicas) == 2
+
+    # The tickets the orders will reserve reach the replica first.
+    order_tickets = [new_object_id() for _ in range(scale.cluster_orders)]
+    bus.publish_all([("ticket:created", ticket_payload(t, 0), new_object_id()) for t in order_tickets])
+    wait_until(
+        lambda: count(db_url, "SELECT count(*) FROM tickets_replica_ticket") == len(order_tickets),
+        timeout=120,
+        message="the order tickets in the replica",
+    )
+
+    event_tickets = [new_object_id() for _ in range(scale.cluster_ticket_events // (UPDATES_PER_TICKET + 1))]
+    events = [("ticket:created", ticket_payload(t, 0, title="v0"), new_object_id()) for t in event_tickets]
+    events += [
+        ("ticket:updated", ticket_payload(t, v, title=f"v{v}", price=v), new_object_id())
+        for v in range(1, UPDATES_PER_TICKET + 1)
+        for t in event_tickets
+    ]
+    users = [
+        session_cookie_value(user_id=uid, email=f"{uid}@test.com") for uid in (new_object_id() for _ in range(USERS))
+    ]
+    api_cycle = itertools.cycle(apis)
+    jobs = [(next(api_cycle), ticket, f"session={users[n % USERS]}") for n, ticket in enumerate(order_tickets)]
+    results: list[tuple[int, object]] = []
+    lock = threading.Lock()
+
+    def create(job: tuple[str, str, str]) -> None:
+        outcome = post_order(*job)
+        with lock:
+            results.append(outcome)
+
+    publish_counts: dict[str, int] = {}
+    publish_error: list[BaseException] = []
+
+    def publish() -> None:
+        """Spread the events over the creates: chunk n waits for n/CHUNKS of the creates."""
+        try:
+            for n in range(CHUNKS):
+                due = n * len(jobs) // CHUNKS
+                wait_until(lambda due=due: len(results) >= due, timeout=300, message="the creates")
+                chunk = events[n * len(events) // CHUNKS : (n + 1) * len(events) // CHUNKS]
+                bus.publish_all(chunk, counts=publish_counts)
+        except BaseException as exc:
+            publish_error.append(exc)
+
+    leader = bus.stream_info(STREAM).cluster.leader
+    traffic_started = time.monotonic()
+    publisher = threading.Thread(target=publish, name="ticket-events")
+    publisher.start()
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(create, job) for job in jobs]
+        # Kill the leader once a quarter of each kind of traffic has gone through.
+        wait_until(
+            lambda: len(results) >= len(jobs) // 4 and publish_counts.get("published", 0) >= len(events) // 4,
+            timeout=300,
+            message="a quarter of the traffic",
+        )
+        before_kill = {"creates": len(results), "events": publish_counts["published"]}
+        killed_at = time.monotonic()
+        cluster.nodes[leader].kill()
+        new_leader = wait_until(
+            lambda: (found := leader_of(bus)) and found != leader and found, timeout=60, message="a new stream leader"
+        )
+        election_seconds = time.monotonic() - killed_at
+        for future in futures:
+            future.result()
+    publisher.join(timeout=600)
+    assert not publisher.is_alive() and not publish_error, publish_error
+    traffic_seconds = time.monotonic() - traffic_started
+
+    # No HTTP error: the API never waits on NATS (the outbox does).
+    statuses = Counter(status for status, _ in results)
+    assert statuses == {201: len(jobs)}, [r for r in results if r[0] != 201][:5]
+    assert publish_counts["published"] == len(events)
+    assert before_kill["events"] < len(events), "every event was published before the kill: nothing was tested"
+    order_ids = Counter(body["id"] for _, body in results)
+    assert len(order_ids) == len(jobs)
+
+    # Every order:created reaches the stream exactly once, relayed by two workers through the election.
+    wait_until(
+        lambda: count(db_url, "SELECT count(*) FROM messaging_outboxevent WHERE sent_at IS NULL") == 0,
+        timeout=120,
+        message="the outbox to be relayed",
+    )
+    on_stream = bus.messages(STREAM, "order:created")
+    assert Counter(m.headers["Nats-Msg-Id"] for m in on_stream) == Counter(
+        dict(query(db_url, "SELECT id, 1 FROM messaging_outboxevent WHERE subject = 'order:created'"))
+    )
+    assert Counter(json.loads(m.data)["id"] for m in on_stream) == order_ids
+    assert count(db_url, "SELECT count(*) FROM orders_order") == len(jobs)
+
+    # The replica converged: every event ticket at its newest version, nothing waiting or set aside.
+    converge_started = time.monotonic()
+    wait_until(
+        lambda: (
+            count(
+                db_url,
+                "SELECT count(*) FROM tickets_replica_ticket WHERE version = %s AND title = %s AND price = %s",
+                (UPDATES_PER_TICKET, f"v{UPDATES_PER_TICKET}", UPDATES_PER_TICKET),
+            )
+            == len(event_tickets)
+        ),
+        timeout=180,
+        message="the replica to converge",
+    )
+    converge_seconds = time.monotonic() - converge_started
+    assert count(db_url, "SELECT count(*) FROM tickets_replica_ticket") == len(event_tickets) + len(order_tickets)
+    assert count(db_url, "SELECT count(*) FROM messaging_failedevent WHERE resolved_at IS NULL") == 0
+    assert all(worker.alive() for worker in workers)
+
+    # The killed node comes back and catches up with the stream.
+    cluster.start_node(cluster.index_of(leader))
+
+    def caught_up() -> bool:
+        try:
+            replicas = bus.stream_info(STREAM).cluster.replicas or []
+        except Exception:
+            return False
+        return len(replicas) == 2 and all(r.current and not r.offline and not r.lag for r in replicas)
+
+    wait_until(caught_up, timeout=120, message=f"{leader} to rejoin and catch up")
+    stream_messages = bus.stream_info(STREAM).state.messages
+    assert stream_messages == len(order_tickets) + len(events) + len(jobs)
+
+    record(
+        "nats-cluster-leader-kill",
+        nats_servers=3,
+        stream_replicas=3,
+        apis=2,
+        workers=2,
+        killed=leader,
+        new_leader=new_leader,
+        election_seconds=round(election_seconds, 2),
+        creates=len(jobs),
+        creates_201=statuses[201],
+        creates_before_kill=before_kill["creates"],
+        ticket_events=len(events),
+        events_before_kill=before_kill["events"],
+        publish_retries=publish_counts["retries"],
+        publish_duplicates_dropped=publish_counts["duplicates"],
+        order_created_on_stream=len(on_stream),
+        distinct_order_ids_on_stream=len({json.loads(m.data)["id"] for m in on_stream}),
+        replica_tickets_at_newest=len(event_tickets),
+        stream_messages=stream_messages,
+        traffic_seconds=round(traffic_seconds, 1),
+        converge_after_traffic_seconds=round(converge_seconds, 1),
+        total_seconds=round(time.monotonic() - started, 1),
+    )
