@@ -132,3 +132,13 @@ def run_worker(transactional_db, nats_server, jetstream, monkeypatch):
     yield start
     for worker in started:
         worker.stop()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the SQLite test database's -wal/-shm files, which persistent connections can leave behind."""
+    from django.conf import settings
+
+    name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if name and settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{name}{suffix}").unlink(missing_ok=True)

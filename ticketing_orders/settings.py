@@ -314,14 +314,49 @@ EVENT_RETRY_MAX_SECONDS = envfloat("EVENT_RETRY_MAX_SECONDS", 10)
 EVENT_MAX_DELIVERIES = int(os.environ.get("EVENT_MAX_DELIVERIES", "10"))
 EVENT_ACK_WAIT_SECONDS = envfloat("EVENT_ACK_WAIT_SECONDS", 30)
 
+# Observability: Prometheus metrics at /metrics (django-prometheus; gunicorn.conf.py sets
+# PROMETHEUS_MULTIPROC_DIR so every worker process is counted), a request id on every request
+# (django-guid: X-Request-ID taken when it is a UUID, generated otherwise, and returned), and
+# logs as plain text or, with LOG_FORMAT=json, one JSON object a line (python-json-logger).
+INSTALLED_APPS += ["django_guid", "django_prometheus"]
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django_guid.middleware.guid_middleware",
+    *MIDDLEWARE,
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+# django-prometheus' wrappers of the same backends count queries, errors and connections.
+_PROMETHEUS_DB_ENGINES = {
+    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+    "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+}
+DATABASES["default"]["ENGINE"] = _PROMETHEUS_DB_ENGINES.get(
+    DATABASES["default"]["ENGINE"], DATABASES["default"]["ENGINE"]
+)
+DJANGO_GUID = {"GUID_HEADER_NAME": "X-Request-ID", "VALIDATE_GUID": True, "EXPOSE_HEADER": False}
+
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Every record gets `correlation_id`: the request's id inside a request, "-" elsewhere.
+    "filters": {"request_id": {"()": "common.logging.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "correlation_id": "request_id"},
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "django.request": {"level": "ERROR"},
         "nats": {"level": "WARNING"},
+        # It logs every request's id at INFO; the id is in every line already.
+        "django_guid": {"level": "WARNING"},
     },
 }

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from common import views as common_views
@@ -8,6 +9,8 @@ from common import views as common_views
 urlpatterns = [
     path("healthz", common_views.liveness, name="healthz"),
     path("readyz", common_views.readiness, name="readyz"),
+    # Outside /api/orders: the ingress routes only that prefix, so metrics never leave the cluster.
+    path("metrics", ExportToDjangoView, name="prometheus-django-metrics"),
     path(
         "api/orders/schema/",
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
