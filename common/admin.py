@@ -38,8 +38,6 @@ class ViewOnlyPagesMixin:
 def login_locked_out(request, original_response=None, credentials=None) -> JsonResponse:
     """django-axes' answer once a username has too many failed admin logins: 429 in the error shape."""
     minutes = round(settings.AXES_COOLOFF_TIME * 60)
-    response = JsonResponse(
-        error_body(f"Too many failed login attempts: try again in {minutes} minutes"), status=429
-    )
+    response = JsonResponse(error_body(f"Too many failed login attempts: try again in {minutes} minutes"), status=429)
     response["Retry-After"] = str(minutes * 60)
     return response

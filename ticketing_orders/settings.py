@@ -293,6 +293,10 @@ else:
 
 # Orders and events.
 EXPIRATION_WINDOW_SECONDS = int(os.environ.get("EXPIRATION_WINDOW_SECONDS", "900"))
+# The safety net: an order still active this long after expiresAt (its expiration:complete never
+# came) is expired by the worker itself, and how often the worker looks for such orders.
+EXPIRATION_GRACE_SECONDS = envfloat("EXPIRATION_GRACE_SECONDS", 300)
+EXPIRATION_SWEEP_SECONDS = envfloat("EXPIRATION_SWEEP_SECONDS", 30)
 NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
 NATS_STREAM = os.environ.get("NATS_STREAM", "ticketing")
 NATS_STREAM_REPLICAS = int(os.environ.get("NATS_STREAM_REPLICAS", "1"))  # 3 on a clustered JetStream
