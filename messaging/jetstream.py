@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
+import time
 from urllib.parse import urlsplit, urlunsplit
 
 import nats
 from django.conf import settings
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
+from nats.errors import NoServersError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError, NotFoundError
@@ -29,31 +34,79 @@ def nats_servers(url: str) -> list[str]:
     return servers
 
 
+def describe_error(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+# The first connection is retried at growing intervals, up to this one.
+CONNECT_RETRY_MAX_SECONDS = 30
+# While reconnecting, the same failure is logged at most this often.
+RECONNECT_LOG_EVERY_SECONDS = 30
+
+
 async def connect(*, name: str, url: str | None = None, retry_forever: bool = True) -> Client:
-    """A client that reconnects forever (the worker) or gives up after a few tries (the CLI)."""
+    """A client that (re)connects forever (the worker) or gives up after a few tries (the CLI).
+
+    Until the first connection the wait between tries grows (1 s, 2 s, 4 s … 30 s), each failure
+    said once in plain words; once connected, nats-py reconnects by itself, and a lasting outage
+    is logged every RECONNECT_LOG_EVERY_SECONDS instead of on every try.
+    """
+    servers = nats_servers(url or settings.NATS_URL)
+    where = ", ".join(servers)
+    connected = False
+    last_logged = -float("inf")
+    last_error: Exception | None = None
 
     async def on_error(exc: Exception) -> None:
-        logger.warning("nats: %s", exc or type(exc).__name__)
+        nonlocal last_logged, last_error
+        if not connected:
+            last_error = exc  # said below, once per try
+            return
+        if time.monotonic() - last_logged >= RECONNECT_LOG_EVERY_SECONDS:
+            last_logged = time.monotonic()
+            logger.warning("cannot reach NATS at %s (NATS_URL): %s; reconnecting", where, describe_error(exc))
 
     async def on_disconnected() -> None:
         if retry_forever and not client.is_closed:
-            logger.warning("nats: disconnected")
+            logger.warning("nats: disconnected from %s; reconnecting", where)
 
     async def on_reconnected() -> None:
+        nonlocal last_logged
+        last_logged = -float("inf")
         logger.info("nats: reconnected to %s", client.connected_url.netloc if client.connected_url else "?")
 
-    client = await nats.connect(
-        servers=nats_servers(url or settings.NATS_URL),
-        name=name,
-        allow_reconnect=True,
-        max_reconnect_attempts=-1 if retry_forever else 3,
-        reconnect_time_wait=1,
-        connect_timeout=2,
-        error_cb=on_error,
-        disconnected_cb=on_disconnected,
-        reconnected_cb=on_reconnected,
-    )
-    return client
+    delay = 1.0
+    for attempt in itertools.count(1):
+        try:
+            client = await nats.connect(
+                servers=servers,
+                name=name,
+                allow_reconnect=True,
+                # Two tries per server for this first connection; lifted below once connected.
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.2,
+                connect_timeout=2,
+                error_cb=on_error,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+            )
+        except (NoServersError, OSError, TimeoutError, NatsError) as exc:
+            if not retry_forever and attempt >= 3:
+                raise
+            logger.warning(
+                "cannot reach NATS at %s (NATS_URL): %s; retrying in %gs",
+                where,
+                describe_error(last_error or exc),
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, CONNECT_RETRY_MAX_SECONDS)
+            continue
+        connected = True
+        client.options["max_reconnect_attempts"] = -1 if retry_forever else 3
+        client.options["reconnect_time_wait"] = 1
+        return client
+    raise AssertionError("unreachable")
 
 
 async def ensure_streams(js: JetStreamContext, *, stream_name: str | None = None) -> dict[Subject, str]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Collection
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from messaging.events import Event
@@ -20,12 +23,37 @@ def outbox_enqueue(*, event: Event) -> OutboxEvent:
     return OutboxEvent.objects.create(subject=event.subject.value, payload=payload)
 
 
-def outbox_pending(*, limit: int = 100) -> list[OutboxEvent]:
-    return list(OutboxEvent.objects.filter(sent_at__isnull=True).order_by("created_at", "id")[:limit])
+def outbox_pending(*, limit: int = 100, exclude: Collection[str] = ()) -> list[OutboxEvent]:
+    """The oldest `limit` rows not yet sent, leaving out the ids in `exclude` (published, mark pending)."""
+    pending = OutboxEvent.objects.filter(sent_at__isnull=True).order_by("created_at", "id")
+    if not exclude:
+        return list(pending[:limit])
+    # `exclude` may hold thousands of ids: rather than a NOT IN list that long (or an IN list of the
+    # wanted ids, which Django prepares one by one), read bare ids to find the first wanted row, then
+    # the rows from it on by position, skipping in Python what was already published.
+    ids = list(pending.values_list("id", flat=True)[: limit + len(exclude)])
+    wanted = [index for index, row_id in enumerate(ids) if row_id not in exclude][:limit]
+    if not wanted:
+        return []
+    first_id = ids[wanted[0]]
+    first_at = OutboxEvent.objects.filter(id=first_id).values_list("created_at", flat=True).first()
+    if first_at is None:  # pruned meanwhile
+        return []
+    rows = pending.filter(Q(created_at__gt=first_at) | Q(created_at=first_at, id__gte=first_id))
+    return [row for row in rows[: wanted[-1] - wanted[0] + 1] if row.id not in exclude]
 
 
 def outbox_mark_sent(*, ids: list[str]) -> int:
-    return OutboxEvent.objects.filter(id__in=ids, sent_at__isnull=True).update(sent_at=timezone.now())
+    """Mark `ids` sent; several statements when there are more ids than the database takes in one."""
+    chunk = min(connection.features.max_query_params or 5000, 5000) - 1
+    now = timezone.now()
+    marked = 0
+    # One transaction: on SQLite, one wait for the write lock rather than one per statement.
+    with transaction.atomic() if connection.features.supports_transactions else contextlib.nullcontext():
+        for start in range(0, len(ids), chunk):
+            batch = ids[start : start + chunk]
+            marked += OutboxEvent.objects.filter(id__in=batch, sent_at__isnull=True).update(sent_at=now)
+    return marked
 
 
 @transaction.atomic
