@@ -9,6 +9,10 @@ export JWT_KEY ?= dev-only-jwt-key-change-me-0123456789abcdef
 export DEV_NATS_PORT ?= 4322
 export NATS_URL ?= nats://127.0.0.1:$(DEV_NATS_PORT)
 export WEB_CONCURRENCY ?= 2
+# The API listens on the loopback interface only; PORT=8000 moves it, GUNICORN_BIND=0.0.0.0:3000 opens it
+# to the network (gunicorn.conf.py's own default, the container's).
+export PORT ?= 3000
+export GUNICORN_BIND ?= 127.0.0.1:$(PORT)
 
 .PHONY: run test lint setup clean browser
 
@@ -19,11 +23,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 setup: $(VENV)/.installed
 
-## run: API on :3000, event worker and an embedded nats-server, on SQLite in ./data (Ctrl-C stops all)
+## run: API on 127.0.0.1:$PORT (3000), event worker and an embedded nats-server, on SQLite in ./data
+## (Ctrl-C stops the API and the worker, then nats-server; a process that fails stops all, non-zero)
 run: setup
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	$(BIN)/honcho start --procfile Procfile 2>&1 || true
+	@# honcho exits 130/143 after passing on a Ctrl-C/SIGTERM (a clean stop), else with the first
+	@# process's exit status.
+	@$(BIN)/honcho start --procfile Procfile 2>&1; rc=$$?; \
+	  if [ $$rc -eq 130 ] || [ $$rc -eq 143 ]; then exit 0; else exit $$rc; fi
 
 # The browser tests drive Debian's Chromium (never a browser build of Playwright's own): install it
 # when it is missing and we may (root, as in CI); otherwise say what to install.

@@ -1,0 +1,1 @@
+"""Helpers for running the service on a developer's machine (`make run`)."""
