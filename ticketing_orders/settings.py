@@ -151,25 +151,10 @@ if DATABASE_URL.startswith(("mongodb://", "mongodb+srv://")):
 else:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
     DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-    DATABASE_POOL_MAX_SIZE = int(os.environ.get("DATABASE_POOL_MAX_SIZE", "8"))
-    if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DATABASE_POOL_MAX_SIZE > 0:
-        # One psycopg pool per process, shared by its threads or greenlets: a gevent worker serves
-        # hundreds of connections, and a database connection of their own each would exhaust
-        # max_connections. Django hands a pooled connection back at the end of each request, so
-        # CONN_MAX_AGE must be 0; the pool keeps them open (and replaces broken ones) instead.
-        DATABASES["default"]["CONN_MAX_AGE"] = 0
-        DATABASES["default"]["CONN_HEALTH_CHECKS"] = envbool("DATABASE_POOL_CHECK", "False")
-        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-            "min_size": min(2, DATABASE_POOL_MAX_SIZE),
-            "max_size": DATABASE_POOL_MAX_SIZE,
-            "timeout": envfloat("DATABASE_POOL_TIMEOUT", 10),
-        }
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         if DATABASES["default"]["NAME"] not in ("", ":memory:"):
             Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
-        # A connection per thread (greenlet under gevent) kept between its requests: opening one
-        # costs more than the queries of a request (the WAL pragmas run on every open).
-        DATABASES["default"]["CONN_MAX_AGE"] = 60
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
         DATABASES["default"]["OPTIONS"] = {
             # Writers take the lock when their transaction begins and queue behind each other
             # instead of failing with "database is locked" halfway through.
