@@ -230,9 +230,10 @@ class WorkerThread:
 def test_database_url() -> str:
     """DATABASE_URL for a subprocess, pointing at the database this test run uses."""
     db = connection.settings_dict
-    if db["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's own engines or their django-prometheus wrappers.
+    if db["ENGINE"].endswith(".sqlite3"):
         return f"sqlite:///{db['NAME']}"
-    if db["ENGINE"].startswith("django.db.backends.postgresql"):
+    if db["ENGINE"].endswith(".postgresql"):
         user = quote(db.get("USER") or "", safe="")
         password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
         port = f":{db['PORT']}" if db.get("PORT") else ""
@@ -242,7 +243,7 @@ def test_database_url() -> str:
 
 test_database_url.__test__ = False  # a helper, not a test
 
-LOG_LINE = re.compile(r" messaging\.listener (\w+) (\S+) seq=(\d+) ")
+LOG_LINE = re.compile(r" messaging\.listener (?:\[\S*\] )?(\w+) (\S+) seq=(\d+) ")
 
 
 class WorkerProcess:
