@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import nats
 import psycopg
@@ -232,6 +233,22 @@ class PostgresServer:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def database_under_test_url() -> str:
+    """DATABASE_URL for a subprocess, pointing at the database this test run uses (by vendor, so a
+    wrapping backend such as an instrumented one is followed too)."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    if connection.vendor == "postgresql":
+        user = quote(db.get("USER") or "", safe="")
+        password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
+        port = f":{db['PORT']}" if db.get("PORT") else ""
+        return f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}{port}/{db['NAME']}"
+    raise NotImplementedError(f"no DATABASE_URL for {connection.vendor}")
 
 
 def query(database_url: str, sql: str, params: Sequence[Any] = ()) -> list[tuple]:

@@ -1,0 +1,200 @@
+"""Earlier faults, kept at CI size on the database under test: races, killed workers, a NATS outage.
+
+messaging/tests/test_faults.py covers each fault once, small and in-process; these run the real
+processes (gunicorn, `run_listeners`) longer and harder, and grow with RELIABILITY_SCALE.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from common.ids import new_object_id
+from common.management.commands.mint_token import session_cookie_value
+from messaging.events import Subject
+from messaging.models import FailedEvent, OutboxEvent
+from messaging.tests.harness import ticket_payload, wait_until
+from orders.models import ORDER_ACTIVE_STATUSES, Order
+from tickets_replica.models import Ticket
+
+from .support import Bus, database_under_test_url, post_order, record, service_env, start_api, start_worker
+
+pytestmark = [pytest.mark.reliability, pytest.mark.timeout(900)]
+
+ALREADY_RESERVED = {"errors": [{"message": "Ticket is already reserved"}]}
+
+
+@pytest.fixture
+def env_for(transactional_db, processes):
+    """The service's environment on the test database, for a given NATS URL."""
+
+    def make(nats_url: str = "nats://127.0.0.1:9") -> dict[str, str]:
+        return service_env(database_url=database_under_test_url(), nats_url=nats_url, data_dir=processes.workdir)
+
+    return make
+
+
+def cookie_for(user_id: str) -> str:
+    return f"session={session_cookie_value(user_id=user_id, email=f'{user_id}@test.com')}"
+
+
+def test_rounds_of_users_racing_for_one_ticket_reserve_each_exactly_once(processes, env_for, make_ticket, scale):
+    api = start_api(processes, "api", env_for())
+    tickets = [make_ticket() for _ in range(scale.race_rounds)]
+    users = [cookie_for(new_object_id()) for _ in range(scale.race_users)]
+    started = time.monotonic()
+    statuses: Counter = Counter()
+
+    for ticket in tickets:
+        barrier = threading.Barrier(len(users))
+
+        def race(cookie: str, ticket_id: str = ticket.id, barrier: threading.Barrier = barrier) -> tuple[int, object]:
+            with requests.Session() as session:
+                # Connect first (an anonymous 401 touches no table): the barrier then releases requests.
+                session.get(f"{api}/api/orders", timeout=30)
+                barrier.wait(timeout=60)
+                response = session.post(
+                    f"{api}/api/orders", json={"ticketId": ticket_id}, headers={"Cookie": cookie}, timeout=60
+                )
+            return response.status_code, response.json()
+
+        with ThreadPoolExecutor(len(users)) as pool:
+            results = list(pool.map(race, users))
+        statuses.update(status for status, _ in results)
+        assert [r for r in results if r[0] >= 500] == []
+        assert sorted(status for status, _ in results) == [201] + [400] * (len(users) - 1), results
+        assert all(body == ALREADY_RESERVED for status, body in results if status == 400)
+        [winner] = [body for status, body in results if status == 201]
+        assert Order.objects.filter(ticket=ticket, status__in=ORDER_ACTIVE_STATUSES).get().id == winner["id"]
+
+    assert Order.objects.count() == len(tickets)
+    assert OutboxEvent.objects.filter(subject="order:created").count() == len(tickets)
+    record(
+        "reservation-races",
+        rounds=len(tickets),
+        users_per_round=len(users),
+        requests=sum(statuses.values()),
+        by_status=dict(statuses),
+        orders=Order.objects.count(),
+        seconds=round(time.monotonic() - started, 1),
+    )
+
+
+APPLIED = re.compile(r" applied (ticket:\w+) seq=(\d+) ")
+
+
+def test_shuffled_ticket_events_survive_repeated_worker_sigkills(processes, env_for, nats_server, scale):
+    env = env_for(nats_server.url)
+    bus = Bus(nats_server.url)
+    processes.cleanups.append(bus.close)
+    seed = random.randrange(2**32)
+    ticket_ids = [new_object_id() for _ in range(scale.shuffle_tickets)]
+    last = scale.shuffle_versions
+    events = [("ticket:created", ticket_payload(t, 0, title="v0"), new_object_id()) for t in ticket_ids]
+    events += [
+        ("ticket:updated", ticket_payload(t, v, title=f"v{v}", price=v), new_object_id())
+        for v in range(1, last + 1)
+        for t in ticket_ids
+    ]
+    random.Random(seed).shuffle(events)
+    started = time.monotonic()
+
+    def converged() -> int:
+        return Ticket.objects.filter(version=last, title=f"v{last}").count()
+
+    workers = [start_worker(processes, "worker-1", env)]
+    bus.publish_all(events, window=256)
+    kills = 0
+    for kill in range(1, scale.worker_kills + 1):
+        # Kill when the replica is part of the way there, then start a fresh worker.
+        progress = kill * len(ticket_ids) // (scale.worker_kills + 2)
+        wait_until(lambda progress=progress: converged() >= progress, timeout=180, message=f"kill {kill} (seed {seed})")
+        if converged() == len(ticket_ids):
+            break
+        workers[-1].kill()
+        kills += 1
+        workers.append(start_worker(processes, f"worker-{kill + 1}", env))
+    assert kills > 0, "the worker finished before the first kill: nothing was tested"
+
+    wait_until(lambda: converged() == len(ticket_ids), timeout=300, message=f"the replica to converge (seed {seed})")
+    assert set(Ticket.objects.values_list("id", "title", "price", "version")) == {
+        (t, f"v{last}", float(last), last) for t in ticket_ids
+    }
+    assert not FailedEvent.objects.filter(resolved_at__isnull=True).exists()
+    applied = Counter(seq for w in workers for _, seq in APPLIED.findall(w.log()))
+    assert [seq for seq, n in applied.items() if n > 1] == [], "an event was applied twice"
+    record(
+        "shuffled-events-worker-sigkills",
+        tickets=len(ticket_ids),
+        events=len(events),
+        worker_sigkills=kills,
+        applied_log_lines=sum(applied.values()),
+        seed=seed,
+        seconds=round(time.monotonic() - started, 1),
+    )
+
+
+def test_orders_created_through_a_nats_outage_reach_the_stream_once(
+    processes, env_for, nats_server, make_ticket, scale
+):
+    env = env_for(nats_server.url)
+    api = start_api(processes, "api", env)
+    worker = start_worker(processes, "worker", env)
+    bus = Bus(nats_server.url)
+    processes.cleanups.append(bus.close)
+    tickets = [make_ticket().id for _ in range(int(scale.nats_outage_seconds * 40) + 200)]
+    cookie = cookie_for(new_object_id())
+    results: list[tuple[int, object]] = []
+    stop = threading.Event()
+
+    def create() -> None:
+        for ticket in tickets:
+            if stop.is_set():
+                return
+            results.append(post_order(api, ticket, cookie))
+            time.sleep(0.02)
+
+    creator = threading.Thread(target=create)
+    creator.start()
+    try:
+        wait_until(lambda: len(results) >= 30, timeout=60, message="creates before the outage")
+        nats_server.process.kill()  # SIGKILL: no goodbye to the relay's connection
+        nats_server.process.wait()
+        before_outage = len(results)
+        time.sleep(scale.nats_outage_seconds)
+        during_outage = len(results) - before_outage
+        nats_server.start()
+        wait_until(lambda: len(results) >= before_outage + during_outage + 30, timeout=60, message="creates after")
+    finally:
+        stop.set()
+        creator.join(120)
+
+    statuses = Counter(status for status, _ in results)
+    assert statuses == {201: len(results)}, [r for r in results if r[0] != 201][:5]
+    wait_until(
+        lambda: not OutboxEvent.objects.filter(sent_at__isnull=True).exists(),
+        timeout=120,
+        message="the outbox to drain after the outage",
+    )
+    on_stream = bus.messages("ticketing", Subject.ORDER_CREATED.value)
+    assert Counter(m.headers["Nats-Msg-Id"] for m in on_stream) == Counter(
+        OutboxEvent.objects.filter(subject="order:created").values_list("id", flat=True)
+    )
+    assert Counter(json.loads(m.data)["id"] for m in on_stream) == Counter(body["id"] for _, body in results)
+    assert worker.alive()
+    record(
+        "nats-outage-during-creates",
+        outage_seconds=scale.nats_outage_seconds,
+        creates=len(results),
+        creates_201=statuses[201],
+        created_during_outage=during_outage,
+        order_created_on_stream=len(on_stream),
+    )
