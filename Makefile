@@ -14,7 +14,7 @@ export WEB_CONCURRENCY ?= 2
 export PORT ?= 3000
 export GUNICORN_BIND ?= 127.0.0.1:$(PORT)
 
-.PHONY: run test lint setup clean browser
+.PHONY: run test lint setup clean bench browser
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,15 @@ browser:
 test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/pytest
+
+## bench: every benchmark on SQLite and PostgreSQL (BENCH_POSTGRES_URL, used only to create and drop
+## bench_hb_* databases); rewrites docs/benchmarks.md and docs/benchmarks.png. Needs wrk (installed with
+## apt-get when missing and running as root). BENCH_ARGS passes options, e.g. BENCH_ARGS=--quick.
+BENCH_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+bench: setup
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get install -y wrk || (apt-get update && apt-get install -y wrk)); } \
+		|| { echo "make bench needs wrk: apt-get install wrk"; exit 1; }
+	$(BIN)/python -m bench --postgres-url "$(BENCH_POSTGRES_URL)" $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) data staticfiles

@@ -1,0 +1,134 @@
+"""`python -m bench`: run the scenarios on SQLite and PostgreSQL and rewrite docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from bench import report
+from bench.harness import REPO, Database, Figure, Run, log, temp_workdir
+from bench.scenarios import SCENARIOS
+
+NOTES = "benchmarks-notes.md"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes: every scenario in seconds")
+    parser.add_argument("--db", default="sqlite,postgres", help="sqlite, postgres or both (default both)")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help=f"scenarios, of {', '.join(SCENARIOS)}")
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+        help="used only to CREATE and DROP scratch databases named bench_hb_* (BENCH_POSTGRES_URL)",
+    )
+    parser.add_argument("--code", type=Path, default=REPO, help="the checkout to measure (default: this one)")
+    parser.add_argument("--out", type=Path, help="the Markdown page (default docs/benchmarks.md for this checkout)")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON")
+    args = parser.parse_args()
+    args.code = args.code.resolve()
+    if args.out is None and args.code == REPO:
+        args.out = REPO / "docs" / "benchmarks.md"
+    for name in args.only.split(","):
+        if name not in SCENARIOS:
+            parser.error(f"unknown scenario {name!r}")
+    return args
+
+
+def describe(code: Path, databases: list[Database], quick: bool) -> list[str]:
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=code, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    dirty = " plus uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.machine(),
+    )
+    from importlib.metadata import version
+
+    from messaging.embedded import nats_server_binary
+
+    nats_version = subprocess.run([nats_server_binary(), "--version"], capture_output=True, text=True).stdout.strip()
+    return [
+        f"run: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {'--quick' if quick else 'full sizes'}; code: commit "
+        f"`{git('rev-parse', '--short', 'HEAD') or '?'}`{dirty}",
+        f"machine: {os.cpu_count()} CPUs ({cpu}), load average {', '.join(f'{x:.1f}' for x in os.getloadavg())} at "
+        "the end; shared with other work, so compare each figure with its baseline rather than across runs",
+        f"software: Python {platform.python_version()}, gunicorn {version('gunicorn')} (as gunicorn.conf.py "
+        f"configures it), nats-py {version('nats-py')}, {nats_version}, " + ", ".join(db.version() for db in databases),
+        "load: wrk -t2 -c32 (HTTP); CPU per request = utime + stime of gunicorn's master and workers "
+        "(/proc) / requests served",
+    ]
+
+
+def main() -> int:
+    args = parse_args()
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    figures: list[Figure] = []
+    failures: list[str] = []
+    started = time.monotonic()
+    with temp_workdir() as workdir:
+        run = Run(code=args.code, workdir=workdir, quick=args.quick)
+        databases = [
+            Database(kind, args.postgres_url if kind == "postgres" else "", workdir) for kind in args.db.split(",")
+        ]
+        try:
+            for db in databases:
+                db.drop_leftovers()
+                log(f"{db.label}: migrating a template database")
+                run.migrate_template(db)
+                for name in args.only.split(","):
+                    try:
+                        figures += SCENARIOS[name](run, db)
+                    except Exception as exc:
+                        traceback.print_exc()
+                        failures.append(f"{name} on {db.label}: {type(exc).__name__}: {str(exc)[:300]}")
+                    finally:
+                        run.stop_all()
+            context = describe(args.code, databases, args.quick)
+        finally:
+            run.stop_all()
+            for db in databases:
+                db.drop_all()
+    log(f"done in {time.monotonic() - started:.0f} s")
+    chart = None
+    if args.out:
+        chart_path = args.out.with_suffix(".png")
+        report.chart(figures, chart_path)
+        chart = chart_path.name
+    page = report.markdown(figures, context, notes=NOTES, chart=chart, failures=failures)
+    if args.out:
+        args.out.write_text(page)
+        log(f"wrote {args.out} and {chart}")
+    else:
+        print(page)
+    if args.json:
+        args.json.write_text(json.dumps([dataclasses.asdict(f) for f in figures], indent=1, default=str))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("interrupted: child processes stopped, scratch databases and temp files removed")
+        sys.exit(130)
