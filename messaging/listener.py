@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -19,10 +20,6 @@ from messaging.models import FailedEvent
 logger = logging.getLogger(__name__)
 
 
-class NotYet(Exception):
-    """The event depends on one that has not arrived (a version gap): redeliver, however long it takes."""
-
-
 class RetryLater(Exception):
     """The event cannot be applied now (e.g. unknown order); after EVENT_MAX_DELIVERIES it is poison."""
 
@@ -31,15 +28,27 @@ class Rejected(Exception):
     """The event can never be applied as it stands; record it for an operator at once."""
 
 
+class Outcome(enum.StrEnum):
+    """What became of one consumed message; `report_outcome` is told each one exactly once."""
+
+    APPLIED = "applied"  # its effect is committed, and it was acked
+    IGNORED = "ignored"  # already reflected (a repeat, an older version): acked, nothing changed
+    REJECTED = "rejected"  # can never apply: recorded as a FailedEvent for an operator, and terminated
+    RETRYING = "retrying"  # not applied now (unknown order, database unreachable): nak'd with a delay
+
+
 @dataclasses.dataclass(frozen=True)
 class Listener:
     """A subject and the function that applies its event in one transaction.
 
     `handle` returns a short word for the log ("applied", "ignored") or raises one of the above.
+    `handle_batch`, when given, applies several events in one transaction and returns one such word
+    per event, in order, with the result of calling `handle` on each one by one.
     """
 
     subject: Subject
     handle: Callable[[Any], str]
+    handle_batch: Callable[[list[Any]], list[str]] | None = None
 
     @property
     def event_type(self) -> type[Event]:
@@ -93,6 +102,21 @@ def resolve_failure(*, stream: str, sequence: int) -> None:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Delivery:
+    """Where a message comes from and how often it was delivered, read once from its metadata."""
+
+    subject: str
+    stream: str
+    sequence: int
+    delivered: int
+
+    @classmethod
+    def of(cls, listener: Listener, msg) -> Delivery:
+        meta = msg.metadata
+        return cls(listener.subject.value, meta.stream, meta.sequence.stream, meta.num_delivered)
+
+
 def describe(subject: str, data: bytes) -> str:
     """`id=… version=…` of a payload for the log, as far as it can be read."""
     try:
@@ -101,74 +125,105 @@ def describe(subject: str, data: bytes) -> str:
         return f"bytes={len(data)}"
     if not isinstance(payload, dict):
         return "payload=not-an-object"
-    keys = ("id", "orderId", "version")
-    return " ".join(f"{k}={payload[k]}" for k in keys if k in payload) or "payload=?"
+    return describe_fields(payload)
 
 
-async def process_message(listener: Listener, msg) -> str:
+DESCRIBED_FIELDS = ("id", "orderId", "version")
+
+
+def describe_fields(values: dict) -> str:
+    return " ".join(f"{k}={values[k]}" for k in DESCRIBED_FIELDS if k in values) or "payload=?"
+
+
+def describe_event(event: Event) -> str:
+    """`describe` of a decoded event, without reading its JSON again."""
+    fields = ((k, getattr(event, k, None)) for k in DESCRIBED_FIELDS)
+    return " ".join(f"{k}={v}" for k, v in fields if v is not None) or "payload=?"
+
+
+def report_outcome(
+    delivery: Delivery, outcome: Outcome, *, about: str, reason: str = "", exc_info: bool = False
+) -> None:
+    """The one place every message's outcome passes through (the log now; counters belong here too).
+
+    `about` says which event (`id=… version=…`), `reason` why it was rejected or is retried.
+    """
+    where = f"{delivery.subject} seq={delivery.sequence} {about} delivery={delivery.delivered}"
+    if outcome is Outcome.REJECTED:
+        logger.error("rejected %s: %s", where, reason)
+    elif outcome is Outcome.RETRYING:
+        logger.log(logging.ERROR if exc_info else logging.INFO, "retrying %s: %s", where, reason, exc_info=exc_info)
+    else:
+        logger.info("%s %s", outcome.value, where)
+
+
+async def set_aside(delivery: Delivery, msg, error: str, *, about: str) -> Outcome:
+    """Record the message for an operator and terminate it, so it never blocks the ones behind it."""
+    await run_db(
+        record_failure,
+        subject=delivery.subject,
+        stream=delivery.stream,
+        sequence=delivery.sequence,
+        data=msg.data,
+        error=error,
+        delivered=delivery.delivered,
+    )
+    await msg.term()
+    report_outcome(delivery, Outcome.REJECTED, about=about, reason=error)
+    return Outcome.REJECTED
+
+
+def decode_message(listener: Listener, msg) -> Event:
+    """The message's event, or InvalidEvent: never worth a retry."""
+    return listener.event_type.from_bytes(msg.data)
+
+
+async def retry_later(delivery: Delivery, msg, reason: str, *, about: str, exc_info: bool = False) -> Outcome:
+    await msg.nak(delay=retry_delay(delivery.delivered))
+    report_outcome(delivery, Outcome.RETRYING, about=about, reason=reason, exc_info=exc_info)
+    return Outcome.RETRYING
+
+
+async def process_message(listener: Listener, msg) -> Outcome:
     """Apply one JetStream message and settle it: ack, nak with a delay, or record and terminate.
 
     The ack comes only after the handler's transaction has committed; handlers are idempotent, so a
     lost ack (a crash, NATS gone) leads to a redelivery that changes nothing. Returns what happened.
     """
-    meta = msg.metadata
-    delivered, stream, sequence = meta.num_delivered, meta.stream, meta.sequence.stream
-    subject = listener.subject.value
-    where = f"{subject} seq={sequence} {describe(subject, msg.data)} delivery={delivered}"
-
-    async def record(error: str) -> None:
-        await run_db(
-            record_failure,
-            subject=subject,
-            stream=stream,
-            sequence=sequence,
-            data=msg.data,
-            error=error,
-            delivered=delivered,
-        )
-
-    async def set_aside(error: str) -> str:
-        await record(error)
-        await msg.term()
-        logger.error("rejected %s: %s", where, error)
-        return "rejected"
-
+    delivery = Delivery.of(listener, msg)
     try:
-        event = listener.event_type.from_bytes(msg.data)
+        event = decode_message(listener, msg)
     except InvalidEvent as exc:
-        return await set_aside(str(exc))
+        return await set_aside(delivery, msg, str(exc), about=describe(delivery.subject, msg.data))
+    return await apply_message(listener, msg, event, delivery)
+
+
+async def apply_message(listener: Listener, msg, event: Event, delivery: Delivery) -> Outcome:
+    """Apply one decoded event in its own transaction and settle its message."""
+    about = describe_event(event)
 
     def apply() -> str:
         # One transaction for the whole handler: a failure halfway leaves nothing to redeliver onto.
         with transaction.atomic():
-            return listener.handle(event)
+            result = listener.handle(event)
+        if delivery.delivered > settings.EVENT_MAX_DELIVERIES:
+            resolve_failure(stream=delivery.stream, sequence=delivery.sequence)
+        return result
 
     try:
         result = await run_db(apply)
-    except NotYet as exc:
-        if delivered >= settings.EVENT_MAX_DELIVERIES:
-            # Still waiting: make the stall visible to an operator, but keep waiting.
-            await record(f"waiting: {exc}")
-        await msg.nak(delay=retry_delay(delivered))
-        logger.info("waiting %s: %s", where, exc)
-        return "waiting"
     except Rejected as exc:
-        return await set_aside(str(exc))
+        return await set_aside(delivery, msg, str(exc), about=about)
     except (OperationalError, InterfaceError) as exc:
         # The database is unreachable: not the event's fault, so this never makes it poison.
-        await msg.nak(delay=retry_delay(delivered))
-        logger.warning("database unavailable for %s: %s", where, exc)
-        return "retrying"
+        return await retry_later(delivery, msg, f"database unavailable: {exc}", about=about)
     except Exception as exc:
-        if delivered >= settings.EVENT_MAX_DELIVERIES:
-            return await set_aside(f"{type(exc).__name__}: {exc} (after {delivered} deliveries)")
-        await msg.nak(delay=retry_delay(delivered))
-        log = logger.info if isinstance(exc, RetryLater) else logger.exception
-        log("retrying %s: %s", where, exc)
-        return "retrying"
+        if delivery.delivered >= settings.EVENT_MAX_DELIVERIES:
+            error = f"{type(exc).__name__}: {exc} (after {delivery.delivered} deliveries)"
+            return await set_aside(delivery, msg, error, about=about)
+        return await retry_later(delivery, msg, str(exc), about=about, exc_info=not isinstance(exc, RetryLater))
 
-    if delivered > settings.EVENT_MAX_DELIVERIES:
-        await run_db(resolve_failure, stream=stream, sequence=sequence)
     await msg.ack()
-    logger.info("%s %s", result, where)
-    return result
+    outcome = Outcome(result)
+    report_outcome(delivery, outcome, about=about)
+    return outcome

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import signal
+import time
 
 from django.conf import settings
 from nats.js import JetStreamContext
 
-from messaging.jetstream import connect, ensure_consumer, ensure_streams
-from messaging.listener import Listener, process_message
-from messaging.relay import RELAY_BATCH, relay_loop, relay_once  # noqa: F401 (imported from here by tools and tests)
+from messaging.consumer import consume_loop
+from messaging.events import encode_json
+from messaging.jetstream import connect, ensure_streams
+from messaging.listener import Listener, run_db
+from messaging.outbox import outbox_mark_sent, outbox_pending, outbox_prune
 
 logger = logging.getLogger(__name__)
 
-FETCH_BATCH = 20
+# Measured (docs/profiles/worker-consume.md): bigger batches stopped paying off at about this size.
+FETCH_BATCH = 256
 FETCH_TIMEOUT_SECONDS = 1.0
+RELAY_BATCH = 200
+OUTBOX_RETENTION = dt.timedelta(days=1)
+PRUNE_EVERY_SECONDS = 600
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
@@ -26,41 +34,40 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
-async def consume_loop(js: JetStreamContext, stream: str, listener: Listener, stop: asyncio.Event) -> None:
-    """Fetch and process messages for one listener until a stop is requested.
+async def relay_once(js: JetStreamContext) -> int:
+    """Publish pending outbox rows in order, each with Nats-Msg-Id = its id, then mark them sent.
 
-    On a stop the message being applied is finished and acked; the rest of the batch is handed back.
+    A crash between publishing and marking re-sends on the next start; JetStream drops the re-send.
     """
-    subscription = None
+    pending = await run_db(outbox_pending, limit=RELAY_BATCH)
+    sent: list[str] = []
+    try:
+        for row in pending:
+            await js.publish(row.subject, encode_json(row.payload), headers={"Nats-Msg-Id": row.id}, timeout=5)
+            sent.append(row.id)
+    finally:
+        if sent:
+            await run_db(outbox_mark_sent, ids=sent)
+    return len(sent)
+
+
+async def relay_loop(js: JetStreamContext, stop: asyncio.Event) -> None:
     failures = 0
+    last_prune = 0.0
     while not stop.is_set():
         try:
-            if subscription is None:
-                durable = await ensure_consumer(js, stream=stream, subject=listener.subject)
-                subscription = await js.pull_subscribe_bind(durable=durable, stream=stream)
-            try:
-                messages = await subscription.fetch(batch=FETCH_BATCH, timeout=FETCH_TIMEOUT_SECONDS)
-            except TimeoutError:  # nats.errors.TimeoutError too: nothing to fetch
-                continue
+            if await relay_once(js) == RELAY_BATCH:
+                continue  # more waiting: no pause
             failures = 0
-            for index, msg in enumerate(messages):
-                if stop.is_set():
-                    for rest in messages[index:]:
-                        await rest.nak()
-                    break
-                await process_message(listener, msg)
+            if time.monotonic() - last_prune > PRUNE_EVERY_SECONDS:
+                await run_db(outbox_prune, older_than=OUTBOX_RETENTION)
+                last_prune = time.monotonic()
         except Exception as exc:
             failures += 1
-            logger.warning("%s consumer: %s: %s (retrying)", listener.subject, type(exc).__name__, exc)
-            if failures >= 3 and subscription is not None:
-                # The consumer may be gone (a server that lost its state): set it up again.
-                with contextlib.suppress(Exception):
-                    await subscription.unsubscribe()
-                subscription = None
+            logger.warning("outbox relay: %s: %s (retrying)", type(exc).__name__, exc)
             await _pause(stop, min(0.2 * 2**failures, 5))
-    if subscription is not None:
-        with contextlib.suppress(Exception):
-            await subscription.unsubscribe()
+            continue
+        await _pause(stop, settings.OUTBOX_POLL_SECONDS)
 
 
 class Worker:
@@ -118,7 +125,16 @@ class Worker:
                 "listening on %s", ", ".join(f"{s.value}@{streams[s]}" for s in (x.subject for x in self.listeners))
             )
             tasks = [
-                asyncio.create_task(consume_loop(js, streams[listener.subject], listener, self.stop))
+                asyncio.create_task(
+                    consume_loop(
+                        js,
+                        streams[listener.subject],
+                        listener,
+                        self.stop,
+                        batch=FETCH_BATCH,
+                        timeout=FETCH_TIMEOUT_SECONDS,
+                    )
+                )
                 for listener in self.listeners
             ]
             tasks.append(asyncio.create_task(relay_loop(js, self.stop)))

@@ -49,8 +49,8 @@ def test_retry_applies_the_event_and_resolves_it(admin_client):
 
 
 def test_retry_that_still_fails_keeps_the_event_and_says_why(admin_client):
-    gap = {"id": TICKET_ID, "version": 5, "title": "concert", "price": 20, "userId": "u1"}
-    event = failed("ticket:updated", json.dumps(gap), 4)
+    unknown_order = {"id": "65f0c0ffee0000000000aaaa", "orderId": "65f0c0ffee0000000000bbbb", "stripeId": "ch_1"}
+    event = failed("payment:created", json.dumps(unknown_order), 4)
     garbage = failed("ticket:created", "{not json", 5)
 
     response = retry(admin_client, event, garbage)
@@ -60,7 +60,7 @@ def test_retry_that_still_fails_keeps_the_event_and_says_why(admin_client):
         row.refresh_from_db()
         assert row.resolved_at is None
         assert row.error.startswith("retry: ")
-    assert "not at version 4" in event.error
+    assert "order 65f0c0ffee0000000000bbbb does not exist" in event.error
     assert "not valid UTF-8 JSON" in garbage.error
     assert not Ticket.objects.exists()
 

@@ -1,4 +1,4 @@
-"""The ticket replica: is a ticket reserved, and applying the tickets service's changes in version order."""
+"""The ticket replica: is a ticket reserved, and the tickets service's changes, newest version winning."""
 
 from __future__ import annotations
 
@@ -129,41 +129,42 @@ def test_an_older_or_equal_version_is_ignored(make_ticket, version):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("version", [2, 3, 10])
-def test_a_version_after_a_gap_waits(make_ticket, version):
+def test_a_newer_version_applies_at_once_even_after_a_gap(make_ticket, version):
     ticket = make_ticket(title="concert", price=20, version=0)
 
-    outcome = ticket_apply_update(id=ticket.id, title="too early", price=1, version=version)
+    outcome = ticket_apply_update(id=ticket.id, title="newest", price=1, version=version)
 
-    assert outcome is ReplicaOutcome.GAP
-    assert replica(ticket.id) == ("concert", 20, 0)
+    assert outcome is ReplicaOutcome.APPLIED
+    assert replica(ticket.id) == ("newest", 1, version)
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("version", [0, 1, 5])
-def test_an_update_of_a_ticket_not_created_yet_waits(version):
+def test_an_update_of_a_ticket_not_created_yet_creates_it(version):
     ticket_id = new_object_id()
 
-    assert ticket_apply_update(id=ticket_id, title="t", price=1, version=version) is ReplicaOutcome.GAP
-    assert replica(ticket_id) is None
+    assert ticket_apply_update(id=ticket_id, title="t", price=1, version=version) is ReplicaOutcome.APPLIED
+    assert replica(ticket_id) == ("t", 1, version)
 
 
 @pytest.mark.django_db
-def test_updates_delivered_out_of_order_end_in_version_order(make_ticket):
+def test_a_creation_after_a_newer_update_changes_nothing():
+    ticket_id = new_object_id()
+    ticket_apply_update(id=ticket_id, title="v2", price=2, version=2)
+
+    assert ticket_create(id=ticket_id, title="v0", price=0, version=0) is ReplicaOutcome.IGNORED
+    assert replica(ticket_id) == ("v2", 2, 2)
+
+
+@pytest.mark.django_db
+def test_updates_delivered_out_of_order_end_at_the_newest_version(make_ticket):
     ticket = make_ticket(title="v0", price=0, version=0)
     outcomes = []
 
     for version in (2, 3, 1, 2, 3, 3, 1):
         outcomes.append(ticket_apply_update(id=ticket.id, title=f"v{version}", price=version, version=version))
 
-    assert outcomes == [
-        ReplicaOutcome.GAP,
-        ReplicaOutcome.GAP,
-        ReplicaOutcome.APPLIED,
-        ReplicaOutcome.APPLIED,
-        ReplicaOutcome.APPLIED,
-        ReplicaOutcome.IGNORED,
-        ReplicaOutcome.IGNORED,
-    ]
+    assert outcomes == [ReplicaOutcome.APPLIED, ReplicaOutcome.APPLIED] + [ReplicaOutcome.IGNORED] * 5
     assert replica(ticket.id) == ("v3", 3, 3)
 
 
