@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
+from django.http import HttpResponse, QueryDict
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from orders.selectors import order_get_for_user, order_list
+from common.ids import is_object_id
+from orders.representation import order_row, order_to_dict, render_json
+from orders.selectors import UNKNOWN_CURSOR_MESSAGE, order_row_get_for_user
+from orders.selectors import order_rows_for_user as order_list  # the list view's one read
 from orders.serializers import OrderCreateSerializer, OrderSerializer
 from orders.services import order_cancel_by_user, order_create
 
@@ -28,12 +36,83 @@ ORDER_ID = OpenApiParameter(
     "order_id", str, OpenApiParameter.PATH, description="The order's 24-hex id (anything else is a 404)"
 )
 
+MAX_PAGE_SIZE = 1000
+LIMIT_MESSAGE = f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}"
+AFTER_MESSAGE = "after must be an order id (24 hex)"
+PAGE_LIMIT = OpenApiParameter(
+    "limit",
+    int,
+    OpenApiParameter.QUERY,
+    description=(
+        f"Paging: at most this many orders (1 to {MAX_PAGE_SIZE}; anything else is a 400 `{LIMIT_MESSAGE}`). "
+        'While more remain, the response has a `Link: <...?limit=N&after=<last id>>; rel="next"` header. '
+        "Without `limit` and `after`: every order."
+    ),
+)
+PAGE_AFTER = OpenApiParameter(
+    "after",
+    str,
+    OpenApiParameter.QUERY,
+    description=(
+        "Paging: only the orders after this one (the last id of the previous page), oldest first. Not 24 hex: "
+        f"400 `{AFTER_MESSAGE}`. It must be one of the caller's orders: an unknown id and someone else's get "
+        f"the same 400 `{UNKNOWN_CURSOR_MESSAGE}`."
+    ),
+)
+DIGITS = re.compile(r"[0-9]+")
+JSON = "application/json"
+
+
+def json_response(request: Request, data, status: int = status.HTTP_200_OK) -> HttpResponse:
+    """What `Response(data, status)` would answer, encoded here rather than through DRF's renderer."""
+    if request.accepted_media_type != JSON:
+        # The client asked for something the renderer does itself (e.g. `application/json; indent=4`).
+        return Response(data, status=status)
+    # A ready HttpResponse skips DRF's per-response renderer context and its content-type negotiation
+    # in finalize_response; the view's headers (Allow, Vary) are still added.
+    return HttpResponse(render_json(data), status=status, content_type=JSON)
+
+
+def page_parameters(query: QueryDict) -> tuple[int | None, str | None]:
+    """`limit` and `after` from the query string, each None when absent; a ValidationError when bad."""
+    limit = after = None
+    if "limit" in query:
+        values = query.getlist("limit")
+        if len(values) != 1 or not DIGITS.fullmatch(values[0]) or not 1 <= int(values[0]) <= MAX_PAGE_SIZE:
+            raise ValidationError({"limit": [LIMIT_MESSAGE]})
+        limit = int(values[0])
+    if "after" in query:
+        values = query.getlist("after")
+        if len(values) != 1 or not is_object_id(values[0]):
+            raise ValidationError({"after": [AFTER_MESSAGE]})
+        after = values[0].lower()
+    return limit, after
+
 
 class OrderListCreateApi(APIView):
-    @extend_schema(operation_id="orders_list", responses={200: OrderSerializer(many=True), 401: NOT_AUTHORIZED})
+    @extend_schema(
+        operation_id="orders_list",
+        parameters=[PAGE_LIMIT, PAGE_AFTER],
+        responses={
+            200: OrderSerializer(many=True),
+            401: NOT_AUTHORIZED,
+        },
+    )
     def get(self, request):
-        """The caller's orders, oldest first, each with its ticket."""
-        return Response(OrderSerializer(order_list(user_id=request.user.id), many=True).data)
+        """The caller's orders, oldest first, each with its ticket; a page of them with `limit`/`after`.
+
+        A bad `limit` or `after` is a 400 in the errors shape, with `field` naming the parameter.
+        """
+        limit, after = page_parameters(request.query_params)
+        # One row more than the page tells whether another page follows, without a COUNT.
+        rows = order_list(user_id=request.user.id, after=after, limit=None if limit is None else limit + 1)
+        more = limit is not None and len(rows) > limit
+        if more:
+            rows = rows[:limit]
+        response = json_response(request, [order_to_dict(row) for row in rows])
+        if more:
+            response["Link"] = f'<{request.path}?limit={limit}&after={rows[-1]["id"]}>; rel="next"'
+        return response
 
     @extend_schema(
         operation_id="orders_create",
@@ -53,7 +132,7 @@ class OrderListCreateApi(APIView):
         body = OrderCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         order = order_create(user_id=request.user.id, ticket_id=body.validated_data["ticketId"])
-        return Response(OrderSerializer(order).data, status=status.HTTP_201_CREATED)
+        return json_response(request, order_to_dict(order_row(order)), status=status.HTTP_201_CREATED)
 
 
 class OrderDetailApi(APIView):
@@ -64,7 +143,7 @@ class OrderDetailApi(APIView):
     )
     def get(self, request, order_id: str):
         """One of the caller's orders."""
-        return Response(OrderSerializer(order_get_for_user(order_id=order_id, user_id=request.user.id)).data)
+        return json_response(request, order_to_dict(order_row_get_for_user(order_id=order_id, user_id=request.user.id)))
 
     @extend_schema(
         operation_id="orders_cancel",
@@ -78,6 +157,6 @@ class OrderDetailApi(APIView):
     )
     def delete(self, request, order_id: str):
         """Cancel one of the caller's orders, releasing its ticket."""
-        order = order_get_for_user(order_id=order_id, user_id=request.user.id)
-        order_cancel_by_user(order_id=order.id)
+        order = order_row_get_for_user(order_id=order_id, user_id=request.user.id)
+        order_cancel_by_user(order_id=order["id"])
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -41,8 +41,9 @@ class Order(models.Model):
             ),
         ]
         indexes = [
-            # GET /api/orders: the caller's orders, oldest first.
-            models.Index(fields=["user_id", "created_at"], name="order_user_created_idx"),
+            # GET /api/orders: the caller's orders, oldest first; `id` breaks ties and is the paging
+            # cursor's second half, so a page is one range of this index.
+            models.Index(fields=["user_id", "created_at", "id"], name="order_user_created_id_idx"),
         ]
 
     def __str__(self) -> str:

@@ -7,14 +7,17 @@ import enum
 import logging
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F, Model
 from django.utils import timezone
 
 from common.exceptions import BadRequest, NotFound
+from common.ids import new_object_id
 from messaging.events import OrderCancelled, OrderCreated
 from messaging.outbox import outbox_enqueue
 from orders.models import ORDER_CANCELLABLE_STATUSES, Order, OrderStatus
+from orders.representation import OrderDict, order_row, order_to_dict
+from orders.representation import to_iso_z as to_iso_z  # its home now; importers of orders.services keep it
 from tickets_replica.models import Ticket
 
 logger = logging.getLogger(__name__)
@@ -44,38 +47,118 @@ class Outcome(enum.Enum):
     REFUSED = "refused"  # the order's state forbids the change
 
 
-def to_iso_z(value: dt.datetime) -> str:
-    """JavaScript's Date.toISOString(): UTC, milliseconds, `Z`."""
-    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+# Databases the hand-written statements below run on; any other backend (MongoDB) takes the ORM path.
+SQL_VENDORS = frozenset({"sqlite", "postgresql"})
 
 
 def order_create(*, user_id: str, ticket_id: str) -> Order:
     """Reserve `ticket_id` for `user_id` until the expiration window ends, and announce it."""
     with transaction.atomic():
-        ticket = Ticket.objects.filter(id=ticket_id).first()
+        ticket = ticket_get(ticket_id=ticket_id)
         if ticket is None:
             raise TicketNotFound()
-        # A fast refusal for the common case; the unique constraint settles the races.
-        if ticket.is_reserved():
-            raise TicketAlreadyReserved()
-        expires_at = timezone.now() + dt.timedelta(seconds=settings.EXPIRATION_WINDOW_SECONDS)
-        try:
-            with transaction.atomic():
-                order = Order.objects.create(user_id=user_id, ticket=ticket, expires_at=expires_at)
-        except IntegrityError as exc:
-            raise TicketAlreadyReserved() from exc
-        outbox_enqueue(
-            event=OrderCreated(
-                id=order.id,
-                version=order.version,
-                status=order.status,
-                userId=order.user_id,
-                expiresAt=to_iso_z(order.expires_at),
-                ticket={"id": ticket.id, "price": ticket.price},
-            )
+        now = timezone.now()
+        order = _loaded(
+            Order,
+            id=new_object_id(),
+            user_id=user_id,
+            status=OrderStatus.CREATED,
+            expires_at=now + dt.timedelta(seconds=settings.EXPIRATION_WINDOW_SECONDS),
+            ticket_id=ticket.id,
+            version=0,
+            created_at=now,
         )
+        order.ticket = ticket
+        if not order_insert_unless_reserved(order=order):
+            raise TicketAlreadyReserved()
+        outbox_enqueue(event=order_created_event(order_to_dict(order_row(order))))
     logger.info("order created id=%s ticket=%s user=%s", order.id, ticket.id, user_id)
     return order
+
+
+def order_created_event(order: OrderDict) -> OrderCreated:
+    """`order:created` from the API's shape of the order, so both say the same (e.g. `expiresAt`)."""
+    return OrderCreated(
+        id=order["id"],
+        version=order["version"],
+        status=order["status"],
+        userId=order["userId"],
+        expiresAt=order["expiresAt"],
+        ticket={"id": order["ticket"]["id"], "price": order["ticket"]["price"]},
+    )
+
+
+def ticket_get(*, ticket_id: str) -> Ticket | None:
+    if connection.vendor in SQL_VENDORS:
+        return _ticket_get_sql(ticket_id=ticket_id)
+    return Ticket.objects.filter(id=ticket_id).first()
+
+
+def order_insert_unless_reserved(*, order: Order) -> bool:
+    """Insert `order` (status created) unless its ticket is reserved; False if it is.
+
+    The partial unique constraint `one_active_order_per_ticket` is the judge, so a race between two
+    requests for one ticket has one winner. Must run inside a transaction.
+    """
+    if connection.vendor in SQL_VENDORS:
+        return _order_insert_unless_reserved_sql(order=order)
+    # A fast refusal for the common case; the unique constraint settles the races.
+    if order.ticket.is_reserved():
+        return False
+    try:
+        with transaction.atomic():
+            order.save(force_insert=True)
+    except IntegrityError:
+        return False
+    return True
+
+
+def _loaded(model: type[Model], **values):
+    """An instance built from values we already hold, marked as saved (as the ORM builds query results)."""
+    names = [field.attname for field in model._meta.concrete_fields]
+    return model.from_db(connection.alias, names, [values[name] for name in names])
+
+
+# --- Below the ORM ---------------------------------------------------------------------------------
+# POST /api/orders was BEGIN, SELECT ticket, SELECT EXISTS(active order), SAVEPOINT, INSERT, RELEASE,
+# INSERT outbox, COMMIT; these make it BEGIN, SELECT, INSERT ... ON CONFLICT DO NOTHING, INSERT, COMMIT,
+# without compiling querysets. orders/tests/test_services_sql.py checks each against its ORM twin.
+
+_SELECT_TICKET = "SELECT t.title, t.price, t.version FROM tickets_replica_ticket t WHERE t.id = %s"
+# The conflict target names the partial unique index `one_active_order_per_ticket` (same predicate):
+# a reserved ticket makes the INSERT a no-op (row count 0) instead of an IntegrityError, which would
+# need a savepoint to keep the transaction usable. PostgreSQL, and SQLite >= 3.24.
+_INSERT_ORDER_UNLESS_RESERVED = (
+    "INSERT INTO orders_order (id, user_id, status, expires_at, ticket_id, version, created_at)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (ticket_id) WHERE status IN ('created', 'awaiting:payment', 'complete') DO NOTHING"
+)
+
+
+def _ticket_get_sql(*, ticket_id: str) -> Ticket | None:
+    with connection.cursor() as cursor:
+        cursor.execute(_SELECT_TICKET, [ticket_id])
+        values = cursor.fetchone()
+    if values is None:
+        return None
+    title, price, version = values
+    return _loaded(Ticket, id=ticket_id, title=title, price=price, version=version)
+
+
+def _order_insert_unless_reserved_sql(*, order: Order) -> bool:
+    adapt = connection.ops.adapt_datetimefield_value
+    params = [
+        order.id,
+        order.user_id,
+        order.status,
+        adapt(order.expires_at),
+        order.ticket_id,
+        order.version,
+        adapt(order.created_at),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_ORDER_UNLESS_RESERVED, params)
+        return cursor.rowcount == 1
 
 
 def _order_transition(*, order_id: str, from_statuses: list[str], to_status: str) -> tuple[Outcome, Order]:

@@ -1,0 +1,80 @@
+"""order_to_dict() and render_json() give the bytes OrderSerializer and DRF's JSONRenderer gave."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+from rest_framework.renderers import JSONRenderer
+
+from common.ids import new_object_id
+from messaging.models import OutboxEvent
+from orders.models import Order, OrderStatus
+from orders.representation import ORDER_ROW_FIELDS, order_row, order_to_dict, render_json
+from orders.serializers import OrderSerializer
+from orders.services import order_create, order_created_event
+
+pytestmark = pytest.mark.django_db
+
+PRICES = [20, 10.5, 0, 99.99, 0.1, 1e21, 123456789.125]
+TITLES = ["concert", "Ünïcödé ☃ 演唱会", 'quote " and \\ backslash', "line\u2028separator\u2029", "</script>"]
+
+
+@pytest.fixture
+def orders(make_ticket) -> list[Order]:
+    """Every status, integer and fractional prices, awkward titles, expiry times with and without ms."""
+    made = []
+    for index, (status, price) in enumerate((status, price) for status in OrderStatus.values for price in PRICES):
+        ticket = make_ticket(title=TITLES[index % len(TITLES)], price=price, version=index % 3)
+        expires_at = timezone.now() + dt.timedelta(minutes=index, microseconds=0 if index % 2 else 123456)
+        made.append(
+            Order.objects.create(
+                user_id=new_object_id(), ticket=ticket, status=status, version=index % 4, expires_at=expires_at
+            )
+        )
+    return made
+
+
+def old_bytes(data) -> bytes:
+    return JSONRenderer().render(data)
+
+
+def test_one_order_gives_the_same_bytes_as_the_serializer(orders):
+    assert {o.status for o in orders} == set(OrderStatus.values)
+    for order in Order.objects.select_related("ticket"):
+        row = Order.objects.filter(id=order.id).values(*ORDER_ROW_FIELDS).get()
+
+        assert render_json(order_to_dict(row)) == old_bytes(OrderSerializer(order).data)
+        assert render_json(order_to_dict(order_row(order))) == old_bytes(OrderSerializer(order).data)
+
+
+def test_a_list_gives_the_same_bytes_as_the_serializer(orders):
+    queryset = Order.objects.select_related("ticket").order_by("created_at", "id")
+    rows = Order.objects.order_by("created_at", "id").values(*ORDER_ROW_FIELDS)
+
+    new = render_json([order_to_dict(row) for row in rows])
+
+    assert new == old_bytes(OrderSerializer(queryset, many=True).data)
+    assert b"\\u2028" in new and b"\xe2\x98\x83" in new  # U+2028 escaped, other text as UTF-8
+    assert render_json([]) == old_bytes([]) == b"[]"
+
+
+@pytest.mark.parametrize("price", [20, 10.5, 0])
+def test_the_order_created_event_says_what_the_response_says(make_ticket, price):
+    ticket = make_ticket(price=price)
+
+    order = order_create(user_id=new_object_id(), ticket_id=ticket.id)
+
+    shown = order_to_dict(order_row(order))
+    payload = OutboxEvent.objects.get().payload
+    assert payload == order_created_event(shown).to_payload()
+    assert payload == {
+        "id": shown["id"],
+        "version": 0,
+        "status": "created",
+        "userId": shown["userId"],
+        "expiresAt": shown["expiresAt"],
+        "ticket": {"id": ticket.id, "price": price},
+    }
+    assert type(payload["ticket"]["price"]) is type(price)
