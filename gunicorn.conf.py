@@ -32,20 +32,22 @@ if _jwt_key_problem := _jwt_key_missing():
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:3000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 
-# gthread (the default) hands a connection to one of `threads` threads as soon as its first byte
-# arrives, and that thread then blocks until the request is complete: clients that trickle their
-# headers or body pin all 2 x 4 threads and everyone else waits (docs/profiles/server.md).
-# GUNICORN_WORKER_CLASS=gevent serves every connection in a greenlet instead, so slow clients hold
-# a few kB each and the others' p99 stays in milliseconds; it is not the default yet because
-# Django runs async views (the health probes) in an event loop that gevent's greenlets share, and
-# concurrent ORM calls in the same worker then fail with SynchronousOnlyOperation.
+# The default worker is gthread with one change (common/gunicorn_worker.py): the main thread's poller
+# reads each whole request (head, then body) without blocking, under REQUEST_READ_TIMEOUT (default 10 s,
+# then the connection is dropped), and only then hands it to one of `threads` threads. Plain gthread
+# hands a connection to a thread at its first byte and the thread then waits for the rest with no
+# deadline: ten clients trickling or stalling their requests held all 2 x 4 threads and everyone else
+# waited (docs/profiles/server.md). gevent also withstands them, but its greenlets break Django's async
+# views (the health probes); the measured costs are in docs/profiles/server.md.
+# GUNICORN_WORKER_CLASS=gthread or gevent selects those instead.
 # psycopg 3 cooperates with gevent's monkey-patching by itself; nothing here may import Django or
 # psycopg, since the gevent worker patches only after this file is read.
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))  # gthread
-worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))  # gevent, per worker
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "common.gunicorn_worker.PrereadThreadWorker")
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))  # gthread and the default
+# Open connections per worker: greenlets for gevent, connections the poller holds for the threaded ones.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
 
-# gevent reads each request's headers under this timeout too: a client trickling them is dropped.
+# How long an idle kept-alive connection stays open; gevent reads each request's headers under it too.
 keepalive = 2
 timeout = 30
 graceful_timeout = 20
