@@ -170,9 +170,11 @@ def _order_transition(*, order_id: str, from_statuses: list[str], to_status: str
     changed = Order.objects.filter(id=order_id, status__in=from_statuses).update(
         status=to_status, version=F("version") + 1
     )
-    order = Order.objects.select_related("ticket").filter(id=order_id).first()
-    if order is None:
-        raise OrderNotFound()
+    try:
+        # get() drops the default ordering that first() would compile; no caller needs the ticket.
+        order = Order.objects.get(id=order_id)
+    except Order.DoesNotExist:
+        raise OrderNotFound() from None
     if changed:
         return Outcome.APPLIED, order
     if order.status == to_status:
