@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, UnreadablePostError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -27,6 +29,40 @@ class BadRequest(exceptions.APIException):
 
 class NotFound(exceptions.NotFound):
     default_detail = "Not Found"
+
+
+class RequestBodyTooLarge(exceptions.APIException):
+    """413: the body is over DATA_UPLOAD_MAX_MEMORY_SIZE (Django's RequestDataTooBig)."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "Request body too large"
+
+
+class ServiceUnavailable(exceptions.APIException):
+    """503 while the database cannot be reached: the client may retry, nothing it sent was wrong."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "Service unavailable"
+
+
+# What the database raises when it cannot be reached (or drops the connection), on every backend.
+DATABASE_UNAVAILABLE_ERRORS = (OperationalError, InterfaceError)
+
+
+def api_exception_for(exc: BaseException) -> exceptions.APIException | None:
+    """The answer to a Django-level failure that is not the code's fault, or None for a real fault.
+
+    Shared by the DRF exception handler and the Django error views (handler400, handler500), so a
+    body that is too large or a database that is down reads the same on every route.
+    """
+    if isinstance(exc, RequestDataTooBig):
+        return RequestBodyTooLarge()
+    if isinstance(exc, (SuspiciousOperation, UnreadablePostError)):
+        # TooManyFieldsSent, TooManyFilesSent, DisallowedHost, a body the client broke off...
+        return exceptions.ParseError("Bad Request")
+    if isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
+        return ServiceUnavailable()
+    return None
 
 
 def error_body(message: str, field: str | None = None) -> dict:
@@ -57,6 +93,10 @@ def exception_handler(exc, context):
         exc = NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = NotAuthorized()
+    elif (known := api_exception_for(exc)) is not None:
+        if isinstance(known, ServiceUnavailable):
+            logger.warning("Database unavailable: %s", exc)
+        exc = known
 
     if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed, exceptions.PermissionDenied)):
         response = Response(error_body("Not authorized"), status=status.HTTP_401_UNAUTHORIZED)

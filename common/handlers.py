@@ -1,13 +1,19 @@
-"""Django's WSGI and ASGI handlers, with requests that cannot be crashed by a Content-Type charset."""
+"""Django's WSGI and ASGI handlers, with requests that read chunked bodies and survive any Content-Type charset."""
 
 from __future__ import annotations
 
 import codecs
+import io
+import logging
+import os
 
 import django
+from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler, ASGIRequest
-from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
+from django.core.handlers.wsgi import LimitedStream, WSGIHandler, WSGIRequest
 from django.utils.http import parse_header_parameters
+
+logger = logging.getLogger(__name__)
 
 # Text codecs whose strict decoding fails with a bare UnicodeError, which Django's
 # `except UnicodeDecodeError` around query-string decoding does not catch.
@@ -41,12 +47,67 @@ class UsableCharsetMixin:
             self.encoding = charset
 
 
+def has_unframed_body(environ: dict) -> bool:
+    """A `Transfer-Encoding: chunked` body without Content-Length, which the server ends for us.
+
+    `wsgi.input_terminated` is the server's promise that reading wsgi.input to its end stops at
+    the end of this request's body (gunicorn makes it, whatever its worker class); without it,
+    reading a body of unknown length could block on the next request of the connection.
+    """
+    return (
+        not environ.get("CONTENT_LENGTH")
+        and bool(environ.get("wsgi.input_terminated"))
+        and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    )
+
+
 class OrdersWSGIRequest(UsableCharsetMixin, WSGIRequest):
-    pass
+    """Django's request, plus chunked bodies read like any other.
+
+    Django reads only CONTENT_LENGTH bytes of wsgi.input, so a chunked body (no Content-Length) was
+    silently empty. Here it is buffered first, at most one byte past DATA_UPLOAD_MAX_MEMORY_SIZE,
+    and CONTENT_LENGTH says how much arrived, as a buffering proxy would: Django's own limit check
+    (413) and DRF's parsing then treat it exactly like a body sent with a Content-Length.
+    """
+
+    def __init__(self, environ):
+        content_length = environ.get("CONTENT_LENGTH")
+        if content_length is not None and not (content_length.isascii() and content_length.isdigit()):
+            # Django reads a Content-Length that is not a length as 0; others (DRF, django-prometheus)
+            # int() it again and raise. gunicorn refuses such a header; other servers may not.
+            del environ["CONTENT_LENGTH"]
+        super().__init__(environ)
+        if has_unframed_body(environ):
+            self._buffer_unframed_body(environ["wsgi.input"])
+
+    def _buffer_unframed_body(self, stream) -> None:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        try:
+            body = stream.read() if limit is None else stream.read(limit + 1)
+        except Exception as exc:  # broken chunk framing or a client gone: the server's own exception types
+            # Raised here it would escape Django (the request is built outside its error handling) and
+            # the server would answer a bare 500; an unreadable body is an empty one, and the
+            # server closes the connection whose framing it cannot follow.
+            logger.info("Chunked request body could not be read: %s", exc.__class__.__name__)
+            return
+        self.META["CONTENT_LENGTH"] = str(len(body))  # limit + 1 when over the limit: Django answers 413
+        self._stream = LimitedStream(io.BytesIO(body), len(body))
 
 
 class OrdersASGIRequest(UsableCharsetMixin, ASGIRequest):
-    pass
+    """Django's ASGI request, with a body that came without Content-Length (chunked) counted.
+
+    The ASGI handler has already read the whole body into a file; without CONTENT_LENGTH, DRF
+    would not look at it and Django's size limit would not apply.
+    """
+
+    def __init__(self, scope, body_file):
+        super().__init__(scope, body_file)
+        if not self.META.get("CONTENT_LENGTH"):
+            size = body_file.seek(0, os.SEEK_END)
+            body_file.seek(0)
+            if size:
+                self.META["CONTENT_LENGTH"] = str(size)
 
 
 class OrdersWSGIHandler(WSGIHandler):

@@ -1,0 +1,371 @@
+"""Request bodies: the size limit (413) on every path, Django-level refusals in the errors shape, chunked bodies."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
+from django.test import Client, RequestFactory
+from rest_framework.test import APIClient
+
+from common.handlers import OrdersWSGIRequest
+from messaging.embedded import free_port
+from orders.models import Order
+
+pytestmark = pytest.mark.django_db
+
+BASE_DIR = Path(settings.BASE_DIR)
+TOO_LARGE = {"errors": [{"message": "Request body too large"}]}
+BAD_REQUEST = {"errors": [{"message": "Bad Request"}]}
+NOT_AUTHORIZED = {"errors": [{"message": "Not authorized"}]}
+NOT_FOUND = {"errors": [{"message": "Not Found"}]}
+LIMIT = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+
+def order_body(ticket_id: str, size: int) -> bytes:
+    """A valid order body padded with an ignored field to `size` bytes."""
+    head = json.dumps({"ticketId": ticket_id, "padding": ""}).encode()
+    return head[:-2] + b"x" * (size - len(head)) + head[-2:]
+
+
+@pytest.fixture
+def production_requests(monkeypatch):
+    """The test client builds the request class gunicorn is served with (see test_errors.py)."""
+    monkeypatch.setattr("django.test.client.WSGIRequest", OrdersWSGIRequest)
+
+
+def test_the_limit_is_two_and_a_half_mebibytes():
+    assert LIMIT == 2_621_440
+
+
+@pytest.mark.parametrize("size", [LIMIT - 1024, LIMIT])
+def test_a_body_up_to_the_limit_is_read(signed_in, make_ticket, size):
+    ticket = make_ticket()
+
+    response = signed_in.generic("POST", "/api/orders", order_body(ticket.id, size), "application/json")
+
+    assert response.status_code == 201, response.content[:200]
+
+
+@pytest.mark.parametrize("size", [LIMIT + 1, 3 * 1024 * 1024])
+def test_a_body_over_the_limit_is_413_from_a_signed_in_client(signed_in, make_ticket, size):
+    ticket = make_ticket()
+
+    response = signed_in.generic("POST", "/api/orders/", order_body(ticket.id, size), "application/json")
+
+    assert (response.status_code, response.json()) == (413, TOO_LARGE)
+    assert not Order.objects.exists()
+
+
+def test_a_big_body_without_credentials_is_401_unread():
+    response = APIClient().generic("POST", "/api/orders", b"{" + b" " * (3 * LIMIT) + b"}", "application/json")
+
+    assert (response.status_code, response.json()) == (401, NOT_AUTHORIZED)
+
+
+@pytest.mark.parametrize("path", ["/api/nothing-here", "/"])
+def test_a_big_body_to_an_unknown_route_is_404(signed_in, path):
+    response = signed_in.generic("POST", path, b"x" * (3 * LIMIT), "application/json")
+
+    assert (response.status_code, response.json()) == (404, NOT_FOUND)
+
+
+def test_a_content_length_over_the_limit_is_413_even_when_the_body_is_short(signed_in, make_ticket):
+    body = json.dumps({"ticketId": make_ticket().id}).encode()
+
+    response = signed_in.generic(
+        "POST", "/api/orders", body, "application/json", CONTENT_LENGTH=str(LIMIT + 1), HTTP_CONTENT_LENGTH=None
+    )
+
+    assert (response.status_code, response.json()) == (413, TOO_LARGE)
+
+
+@pytest.mark.parametrize("content_length", ["-5", "abc", "1e9", ""])
+def test_a_content_length_that_is_not_a_length_reads_no_body(
+    signed_in, make_ticket, production_requests, content_length
+):
+    body = json.dumps({"ticketId": make_ticket().id}).encode()
+
+    response = signed_in.generic("POST", "/api/orders", body, "application/json", CONTENT_LENGTH=content_length)
+
+    assert (response.status_code, response.json()) == (
+        400,
+        {"errors": [{"message": "TicketId must be provided", "field": "ticketId"}]},
+    )
+
+
+def test_a_content_length_shorter_than_the_body_reads_only_that_much(signed_in, make_ticket):
+    body = json.dumps({"ticketId": make_ticket().id}).encode()
+
+    response = signed_in.generic("POST", "/api/orders", body + b" " * 1000, "application/json", CONTENT_LENGTH="10")
+
+    assert (response.status_code, response.json()) == (400, {"errors": [{"message": "Malformed JSON body"}]})
+
+
+# --- Django-level refusals (outside DRF's views) ---------------------------------------------------
+
+
+def test_a_big_form_to_the_admin_login_is_413():
+    response = Client().post(
+        "/api/orders/admin/login/", b"username=a&password=" + b"x" * (LIMIT + 1), "application/x-www-form-urlencoded"
+    )
+
+    assert (response.status_code, response.json()) == (413, TOO_LARGE)
+
+
+def test_too_many_form_fields_to_the_admin_login_is_400():
+    body = "&".join(f"f{i}=1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+
+    response = Client().post("/api/orders/admin/login/", body, "application/x-www-form-urlencoded")
+
+    assert (response.status_code, response.json()) == (400, BAD_REQUEST)
+
+
+def test_too_many_files_to_the_admin_login_is_400(settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 2
+    files = {f"f{i}": io.BytesIO(b"x") for i in range(3)}
+
+    response = Client().post("/api/orders/admin/login/", {"username": "a", **files})
+
+    assert (response.status_code, response.json()) == (400, BAD_REQUEST)
+
+
+def test_too_many_query_fields_on_the_api_is_400(signed_in):
+    query = "&".join(f"f{i}=1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+
+    response = signed_in.get(f"/api/orders?{query}")
+
+    assert (response.status_code, response.json()) == (400, BAD_REQUEST)
+
+
+def test_a_disallowed_host_on_the_admin_is_400():
+    response = Client().get("/api/orders/admin/login/", headers={"host": "evil.example.com"})
+
+    assert (response.status_code, response.json()) == (400, BAD_REQUEST)
+
+
+# --- chunked bodies, in process ------------------------------------------------------------------
+
+
+def call_wsgi(environ_extra: dict, body: bytes) -> tuple[str, dict]:
+    """One request through ticketing_orders.wsgi, the application gunicorn serves."""
+    from ticketing_orders.wsgi import application
+
+    environ = {
+        **RequestFactory()._base_environ(),
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/api/orders",
+        "CONTENT_TYPE": "application/json",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.input_terminated": True,
+        "HTTP_TRANSFER_ENCODING": "chunked",
+        **environ_extra,
+    }
+    environ.pop("CONTENT_LENGTH", None)
+    started = []
+    # As Django's test client does: the handler's signals would close the test's database connection.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        content = b"".join(application(environ, lambda status, headers, *args: started.append(status)))
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+    return started[0], json.loads(content)
+
+
+def test_a_chunked_body_is_read_like_any_other(make_user, make_ticket):
+    user_id, cookie = make_user()
+    ticket = make_ticket()
+
+    status, body = call_wsgi({"HTTP_COOKIE": cookie}, json.dumps({"ticketId": ticket.id}).encode())
+
+    assert status == "201 Created", body
+    assert (body["userId"], body["ticket"]["id"]) == (user_id, ticket.id)
+
+
+def test_a_chunked_body_over_the_limit_is_413(make_user, make_ticket):
+    _, cookie = make_user()
+
+    status, body = call_wsgi({"HTTP_COOKIE": cookie}, order_body(make_ticket().id, LIMIT + 1))
+
+    assert (status, body) == ("413 Request Entity Too Large", TOO_LARGE)
+    assert not Order.objects.exists()
+
+
+def test_a_chunked_body_is_not_read_past_the_limit(make_user, make_ticket):
+    _, cookie = make_user()
+    stream = io.BytesIO(b"x" * (5 * LIMIT))
+
+    call_wsgi({"HTTP_COOKIE": cookie, "wsgi.input": stream}, b"")
+
+    assert stream.tell() == LIMIT + 1
+
+
+def test_a_body_without_length_is_not_read_unless_the_server_ends_it(make_user, make_ticket):
+    """Without wsgi.input_terminated, reading to the end could block on the connection's next request."""
+    _, cookie = make_user()
+
+    status, body = call_wsgi(
+        {"HTTP_COOKIE": cookie, "wsgi.input_terminated": False}, json.dumps({"ticketId": make_ticket().id}).encode()
+    )
+
+    assert (status, body) == (
+        "400 Bad Request",
+        {"errors": [{"message": "TicketId must be provided", "field": "ticketId"}]},
+    )
+
+
+def test_a_chunked_body_the_server_cannot_read_is_a_4xx(make_user):
+    _, cookie = make_user()
+
+    class BrokenInput:
+        def read(self, size=-1):
+            raise ValueError("Invalid chunk size")  # what gunicorn's reader raises is its own type
+
+        readline = read
+
+    status, _ = call_wsgi({"HTTP_COOKIE": cookie, "wsgi.input": BrokenInput()}, b"")
+
+    assert status.startswith("400"), status
+
+
+# --- chunked bodies, through a real gunicorn --------------------------------------------------------
+
+
+def http(port: int, request: bytes, timeout: float = 30) -> tuple[int, bytes]:
+    """Send raw bytes, read the whole response (the request says Connection: close)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    response = b"".join(chunks)
+    head, _, body = response.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" in head.lower():
+        body = dechunk(body)
+    return int(head.split(b" ", 2)[1]), body
+
+
+def dechunk(data: bytes) -> bytes:
+    out = b""
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out, data = out + data[:size], data[size + 2 :]
+    return out
+
+
+def chunked_request(path: str, body: bytes, cookie: str, chunk_size: int = 7) -> bytes:
+    chunks = b"".join(
+        f"{len(body[i : i + chunk_size]):x}\r\n".encode() + body[i : i + chunk_size] + b"\r\n"
+        for i in range(0, len(body), chunk_size)
+    )
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode() + chunks + b"0\r\n\r\n"
+
+
+APP = "ticketing_orders.wsgi"
+
+
+@pytest.fixture(scope="module")
+def gunicorn_server(tmp_path_factory, django_db_blocker):
+    """`migrate`, a ticket, then `gunicorn -c gunicorn.conf.py ticketing_orders.wsgi` on SQLite in a temp dir."""
+    data_dir = tmp_path_factory.mktemp("gunicorn-data")
+    port = free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(data_dir),
+        "DJANGO_SETTINGS_MODULE": "ticketing_orders.settings",
+        "DATA_DIR": str(data_dir),
+        "DATABASE_URL": f"sqlite:///{data_dir / 'orders.sqlite3'}",
+        "JWT_KEY": secrets.token_urlsafe(32),
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "WEB_CONCURRENCY": "1",
+    }
+    ticket_id = "65f0c0ffee0000000000abcd"
+    setup = (
+        "import django; django.setup()\n"
+        "from tickets_replica.models import Ticket\n"
+        f"Ticket.objects.create(id={ticket_id!r}, title='concert', price=20, version=0)\n"
+        "from common.management.commands.mint_token import session_cookie_value\n"
+        "print('session=' + session_cookie_value(user_id='65f0c0ffee00000000000001', email='a@test.com'))\n"
+    )
+    run = {"cwd": BASE_DIR, "env": env, "capture_output": True, "text": True, "timeout": 120}
+    migrated = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], **run)
+    assert migrated.returncode == 0, migrated.stderr
+    made = subprocess.run([sys.executable, "-c", setup], **run)
+    assert made.returncode == 0, made.stderr
+    log = data_dir / "gunicorn.log"
+    with open(log, "wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", APP],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if http(port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        yield port, made.stdout.strip(), ticket_id, log
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.mark.django_db(False)
+def test_gunicorn_reads_a_chunked_body(gunicorn_server):
+    port, cookie, ticket_id, log = gunicorn_server
+
+    status, body = http(port, chunked_request("/api/orders", json.dumps({"ticketId": ticket_id}).encode(), cookie))
+
+    assert status == 201, (body, log.read_text()[-3000:])
+    assert json.loads(body)["ticket"]["id"] == ticket_id
+
+
+@pytest.mark.django_db(False)
+def test_gunicorn_answers_413_to_a_chunked_body_over_the_limit(gunicorn_server):
+    port, cookie, ticket_id, log = gunicorn_server
+
+    status, body = http(port, chunked_request("/api/orders", order_body(ticket_id, LIMIT + 10), cookie, 65536))
+
+    assert (status, json.loads(body)) == (413, TOO_LARGE), log.read_text()[-3000:]
+
+
+@pytest.mark.django_db(False)
+def test_gunicorn_answers_a_broken_chunked_body_with_a_4xx(gunicorn_server):
+    port, cookie, _, log = gunicorn_server
+    request = chunked_request("/api/orders", b'{"ticketId": "x"}', cookie).replace(b"\r\n7\r\n", b"\r\nzz\r\n", 1)
+
+    status, _ = http(port, request)
+
+    assert 400 <= status < 500, log.read_text()[-3000:]
