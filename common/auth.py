@@ -5,15 +5,56 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 
+import jwt
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework_simplejwt.authentication import JWTStatelessUserAuthentication
-from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import Token
 from rest_framework_simplejwt.utils import aware_utcnow
 
+logger = logging.getLogger(__name__)
+
 # cookie-session 2.x names its cookie "session", 1.x "express:sess".
 SESSION_COOKIE_NAMES = ("session", "express:sess")
+
+# The longest user id the service can store: orders.Order.user_id is a CharField(max_length=255),
+# which PostgreSQL enforces (a longer id was a 500 there and silently stored on SQLite).
+USER_ID_MAX_LENGTH = 255
+
+# Why PyJWT refused a token, in the words the log uses (never the token itself).
+DECODE_FAILURE_REASONS = (
+    (jwt.ExpiredSignatureError, "expired"),
+    (jwt.InvalidSignatureError, "bad signature"),
+    (jwt.InvalidAlgorithmError, "algorithm not allowed"),
+    (jwt.ImmatureSignatureError, "issued in the future"),
+    (jwt.DecodeError, "malformed token"),
+)
+
+
+class UnusableToken(TokenError):
+    """A token that does not sign anyone in, with the reason the log gives."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def is_usable_user_id(value: object) -> bool:
+    """Whether the service can store and send this id: a non-empty UTF-8 string that fits the column.
+
+    PostgreSQL refuses NUL characters and ids longer than the column; no database (nor JSON
+    encoder for events) takes a lone surrogate, which a JSON `\\ud800` escape in the token yields.
+    """
+    if not isinstance(value, str) or not value or len(value) > USER_ID_MAX_LENGTH or "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class SessionToken(Token):
@@ -33,16 +74,26 @@ class SessionToken(Token):
         try:
             self.payload = self.get_token_backend().decode(token, verify=verify)
         except Exception as exc:  # expired, bad signature, alg none, garbage
-            raise TokenError("Token is invalid") from exc
+            raise UnusableToken(decode_failure_reason(exc)) from exc
         if verify:
             self.verify()
 
     def verify(self) -> None:
         if "exp" in self.payload:
-            self.check_exp()
-        user_id = self.payload.get("id")
-        if not isinstance(user_id, str) or not user_id:
-            raise TokenError("Token has no user id")
+            try:
+                self.check_exp()
+            except TokenError as exc:
+                raise UnusableToken("expired") from exc
+        if not is_usable_user_id(self.payload.get("id")):
+            raise UnusableToken("user id missing or unusable")
+
+
+def decode_failure_reason(exc: BaseException) -> str:
+    cause = exc.__cause__ or exc  # simplejwt's TokenBackendError wraps PyJWT's exception
+    for exception_type, reason in DECODE_FAILURE_REASONS:
+        if isinstance(cause, exception_type):
+            return reason
+    return "invalid token"
 
 
 def token_from_session_cookie(value: str) -> str | None:
@@ -57,29 +108,46 @@ def token_from_session_cookie(value: str) -> str | None:
 
 
 class SessionCookieJWTAuthentication(JWTStatelessUserAuthentication):
-    """Signed in = a valid token in the session cookie or the Authorization header.
+    """Signed in = a valid token in the Authorization header (Bearer) or else the session cookie.
 
     Anything wrong with the token means "not signed in" (the Node currentUser middleware's rule),
-    so the permission check answers 401 `Not authorized`.
+    so the permission check answers 401 `Not authorized`; the reason is logged at INFO on this
+    module's logger, never the token. A Bearer header that is there but wrong never falls back to
+    the cookie: the client said which credential it meant.
     """
 
     def authenticate(self, request):
-        raw_token = self.raw_token_from_header(request) or self.raw_token_from_cookie(request)
-        if raw_token is None:
-            return None
+        bearer = self.bearer_header(request)
+        if bearer is not None:
+            transport, parts = "Bearer header", bearer
+            if len(parts) != 2:
+                return self.not_signed_in("malformed Authorization header", transport)
+            raw_token = parts[1]
+        else:
+            transport, raw_token = "session cookie", self.raw_token_from_cookie(request)
+            if raw_token is None:
+                sent_cookie = any(request.COOKIES.get(name) for name in SESSION_COOKIE_NAMES)
+                return self.not_signed_in("malformed session cookie" if sent_cookie else "no credentials", None)
         try:
-            validated = self.get_validated_token(raw_token)
-            return self.get_user(validated), validated
-        except (InvalidToken, TokenError):
-            return None
+            validated = SessionToken(raw_token)
+        except UnusableToken as exc:
+            return self.not_signed_in(exc.reason, transport)
+        return self.get_user(validated), validated
 
-    def raw_token_from_header(self, request) -> str | None:
-        try:
-            header = self.get_header(request)
-            raw = self.get_raw_token(header) if header is not None else None
-        except Exception:  # a malformed Authorization header (even one that is not latin-1) is "not signed in"
-            return None
-        return raw.decode("latin-1") if isinstance(raw, bytes) else raw
+    @staticmethod
+    def not_signed_in(reason: str, transport: str | None) -> None:
+        logger.info("Not signed in: %s%s", reason, f" ({transport})" if transport else "")
+        return None
+
+    @staticmethod
+    def bearer_header(request) -> list[str] | None:
+        """The Authorization header split in words when its scheme is Bearer (in any case), else None.
+
+        Another scheme (Basic...) or no header leaves the cookie in charge.
+        """
+        parts = request.META.get("HTTP_AUTHORIZATION", "").split()
+        schemes = {scheme.lower() for scheme in api_settings.AUTH_HEADER_TYPES}
+        return parts if parts and parts[0].lower() in schemes else None
 
     def raw_token_from_cookie(self, request) -> str | None:
         for name in SESSION_COOKIE_NAMES:
@@ -91,27 +159,22 @@ class SessionCookieJWTAuthentication(JWTStatelessUserAuthentication):
         return None
 
 
-class SessionCookieJWTScheme(OpenApiAuthenticationExtension):
-    """The two ways to sign in, documented as alternatives: the session cookie or a Bearer token."""
+class BearerJWTScheme(OpenApiAuthenticationExtension):
+    """The scheme Swagger UI can use: a Bearer token. The cookie is described in the API's description.
+
+    A browser page cannot set a Cookie header, so a cookie scheme offered there only ever gets 401.
+    """
 
     target_class = "common.auth.SessionCookieJWTAuthentication"
-    name = ["sessionCookie", "bearerAuth"]
-
-    def get_security_requirement(self, auto_schema):
-        # One requirement per scheme means "either"; the default (one object naming both) means "both".
-        return [{name: []} for name in self.name]
+    name = "bearerAuth"
 
     def get_security_definition(self, auto_schema):
-        return [
-            {
-                "type": "apiKey",
-                "in": "cookie",
-                "name": "session",
-                "description": (
-                    "cookie-session cookie set by the auth service: standard base64 of "
-                    '{"jwt": "<HS256 token with claims id, email, iat>"}. '
-                    "The 1.x name `express:sess` is accepted too."
-                ),
-            },
-            {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-        ]
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": (
+                "The auth service's HS256 JWT (claims `id`, `email`, `iat`). To try the API here: run "
+                "`python manage.py mint_token --bearer`, click **Authorize**, paste the token."
+            ),
+        }

@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
 
-from common.ids import is_object_id
+from common.ids import OBJECT_ID_RE, is_object_id
 from common.numbers import json_number
 from orders.models import Order
 from orders.services import to_iso_z
@@ -25,8 +25,20 @@ class JSONNumberField(serializers.FloatField):
         return json_number(value)
 
 
+# Versions count changes from 0; JavaScript clients read them as numbers, exact up to 2**53 - 1.
+# Declared so the schema does not inherit the model field's 64-bit maximum, which Swagger UI
+# shows rounded (9223372036854776000).
+VERSION_SCHEMA = {"type": "integer", "minimum": 0, "maximum": 2**53 - 1}
+
+
+@extend_schema_field(VERSION_SCHEMA)
+class VersionField(serializers.IntegerField):
+    pass
+
+
 class TicketSerializer(serializers.ModelSerializer):
     price = JSONNumberField()
+    version = VersionField(read_only=True)
 
     class Meta:
         model = Ticket
@@ -39,6 +51,7 @@ class OrderSerializer(serializers.ModelSerializer):
     userId = serializers.CharField(source="user_id")
     expiresAt = serializers.SerializerMethodField()
     ticket = TicketSerializer()
+    version = VersionField(read_only=True)
 
     class Meta:
         model = Order
@@ -50,19 +63,23 @@ class OrderSerializer(serializers.ModelSerializer):
         return to_iso_z(order.expires_at)
 
 
-class StringField(serializers.CharField):
-    """A CharField that refuses numbers rather than str()-ing them: 123456789012345678901234 is not an id."""
+@extend_schema_field({"type": "string", "pattern": f"^{OBJECT_ID_RE.pattern}$"})
+class ObjectIdField(serializers.CharField):
+    """A 24-hex id, stored lower-case; anything else (numbers, NUL, lone surrogates...) is `invalid`.
+
+    Checked before CharField's own validators run, whose NUL and surrogate messages are not ours.
+    """
 
     def to_internal_value(self, data):
-        if not isinstance(data, str):
+        if not is_object_id(data):
             self.fail("invalid")
-        return super().to_internal_value(data)
+        return data.lower()
 
 
 class OrderCreateSerializer(serializers.Serializer):
     """`{"ticketId": "<24 hex>"}`; `ticketID` is accepted as an alias."""
 
-    ticketId = StringField(
+    ticketId = ObjectIdField(
         help_text="The ticket's 24-hex id (the alias `ticketID` is accepted too).",
         error_messages={k: TICKET_ID_MESSAGE for k in ("required", "null", "blank", "invalid")},
         trim_whitespace=False,
@@ -77,8 +94,3 @@ class OrderCreateSerializer(serializers.Serializer):
         if isinstance(data, dict) and "ticketId" not in data and "ticketID" in data:
             data = {**data, "ticketId": data["ticketID"]}
         return super().to_internal_value(data)
-
-    def validate_ticketId(self, value: str) -> str:
-        if not is_object_id(value):
-            raise serializers.ValidationError(TICKET_ID_MESSAGE)
-        return value.lower()

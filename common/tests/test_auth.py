@@ -333,3 +333,145 @@ def test_mint_token_command_without_an_id_makes_a_new_object_id():
     assert len(claims["id"]) == 24 and int(claims["id"], 16) >= 0
     assert claims["email"] == "test@test.com"
     assert list_orders(HTTP_COOKIE=out.getvalue().strip()).status_code == 200
+
+
+# --- a Bearer header that is there but wrong never falls back to the cookie ------------------------
+
+
+@pytest.mark.parametrize("header", ["Bearer", "Bearer ", "Bearer a b", "Bearer  a  b  c", "bearer", "BEARER x y"])
+def test_a_malformed_bearer_header_does_not_fall_back_to_a_valid_cookie(order_of, header):
+    order_of("user-1")
+
+    assert_not_authorized(list_orders(HTTP_AUTHORIZATION=header, HTTP_COOKIE=session_cookie(make_token())))
+
+
+def test_an_invalid_bearer_token_does_not_fall_back_to_a_valid_cookie(order_of):
+    order_of("user-1")
+
+    response = list_orders(HTTP_AUTHORIZATION="Bearer not.a.token", HTTP_COOKIE=session_cookie(make_token()))
+
+    assert_not_authorized(response)
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "BeArEr"])
+def test_the_bearer_scheme_name_is_case_insensitive(order_of, scheme):
+    order = order_of("user-1")
+
+    assert_signed_in_as(list_orders(HTTP_AUTHORIZATION=f"{scheme} {make_token()}"), order)
+
+
+# --- a correctly signed token whose id the service cannot store ------------------------------------
+
+ROUTES = [
+    ("get", "/api/orders"),
+    ("post", "/api/orders"),
+    ("get", "/api/orders/65f0c0ffee0000000000abcd"),
+    ("delete", "/api/orders/65f0c0ffee0000000000abcd"),
+]
+
+
+@pytest.mark.parametrize(
+    "user_id",
+    ["a" * 256, "é" * 256, "x" * 100_000, "user\x00-1", "\x00", "user-\ud800", "\udfff"],
+    ids=["256", "256-non-ascii", "100k", "nul-inside", "nul", "lone-high-surrogate", "lone-low-surrogate"],
+)
+@pytest.mark.parametrize(("method", "path"), ROUTES)
+@pytest.mark.parametrize("transport", ["cookie", "bearer"])
+def test_a_signed_token_whose_id_cannot_be_stored_is_401_on_every_route(make_ticket, user_id, method, path, transport):
+    token = make_token({"id": user_id, "email": "e@test.com", "iat": int(time.time())})
+    headers = (
+        {"HTTP_COOKIE": session_cookie(token)} if transport == "cookie" else {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    )
+
+    response = getattr(APIClient(), method)(path, {"ticketId": make_ticket().id}, format="json", **headers)
+
+    assert_not_authorized(response)
+    assert not Order.objects.exists()
+
+
+def test_an_id_of_exactly_the_column_length_signs_in_and_orders(make_ticket):
+    user_id = "é" * Order._meta.get_field("user_id").max_length
+    ticket = make_ticket()
+    token = make_token({"id": user_id, "email": "e@test.com", "iat": int(time.time())})
+
+    created = APIClient().post(
+        "/api/orders", {"ticketId": ticket.id}, format="json", HTTP_AUTHORIZATION=f"Bearer {token}"
+    )
+
+    assert created.status_code == 201, created.content
+    assert Order.objects.get().user_id == user_id
+
+
+def test_the_id_length_limit_is_the_order_user_id_column():
+    from common.auth import USER_ID_MAX_LENGTH
+
+    assert Order._meta.get_field("user_id").max_length == USER_ID_MAX_LENGTH
+
+
+# --- why a request is not signed in: logged at INFO, never the token -------------------------------
+
+
+def expired_token() -> str:
+    return make_token({"id": "user-1", "email": "e", "iat": int(time.time()) - 120, "exp": int(time.time()) - 60})
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({}, "no credentials"),
+        ({"HTTP_COOKIE": "session=!!!"}, "malformed session cookie"),
+        ({"HTTP_AUTHORIZATION": "Bearer a b"}, "malformed Authorization header"),
+        ({"HTTP_AUTHORIZATION": "Bearer garbage.token.here"}, "malformed token"),
+        ({"HTTP_AUTHORIZATION": f"Bearer {make_token(key='another-key-0123456789abcdef0123456789')}"}, "bad signature"),
+        ({"HTTP_COOKIE": session_cookie(make_token(key="another-key-0123456789abcdef0123456789"))}, "bad signature"),
+        ({"HTTP_AUTHORIZATION": f"Bearer {expired_token()}"}, "expired"),
+        ({"HTTP_AUTHORIZATION": f"Bearer {alg_none_tokens()[0]}"}, "algorithm not allowed"),
+        ({"HTTP_AUTHORIZATION": f"Bearer {make_token({'id': 'x' * 256, 'iat': 1})}"}, "user id missing or unusable"),
+        ({"HTTP_AUTHORIZATION": f"Bearer {make_token({'email': 'e', 'iat': 1})}"}, "user id missing or unusable"),
+    ],
+    ids=[
+        "none",
+        "bad-cookie",
+        "two-words",
+        "garbage",
+        "signature-bearer",
+        "signature-cookie",
+        "expired",
+        "alg-none",
+        "long-id",
+        "no-id",
+    ],
+)
+def test_the_reason_for_a_401_is_logged_without_the_token(caplog, headers, reason):
+    caplog.set_level("INFO", logger="common.auth")
+
+    assert_not_authorized(list_orders(**headers))
+
+    records = [r for r in caplog.records if r.name == "common.auth"]
+    assert [(r.levelname, r.getMessage().split(" (")[0]) for r in records] == [("INFO", f"Not signed in: {reason}")]
+    logged = caplog.text
+    for value in headers.values():
+        for secret in (value.removeprefix("Bearer "), value.removeprefix("session=")):
+            assert secret not in logged
+    for part in "".join(headers.values()).replace("Bearer ", ".").split("."):
+        if len(part) > 16:
+            assert part not in logged
+
+
+def test_nothing_is_logged_when_signed_in(caplog, order_of):
+    caplog.set_level("DEBUG", logger="common.auth")
+    order_of("user-1")
+
+    assert list_orders(HTTP_AUTHORIZATION=f"Bearer {make_token()}").status_code == 200
+    assert [r for r in caplog.records if r.name == "common.auth"] == []
+
+
+def test_mint_token_bearer_prints_a_bare_token_that_signs_in(order_of):
+    order = order_of("65f0c0ffee0000000000abcd")
+    out = io.StringIO()
+
+    call_command("mint_token", "--bearer", "--id", "65f0c0ffee0000000000abcd", stdout=out)
+
+    token = out.getvalue().strip()
+    assert jwt.decode(token, settings.JWT_KEY, algorithms=["HS256"])["id"] == "65f0c0ffee0000000000abcd"
+    assert_signed_in_as(list_orders(HTTP_AUTHORIZATION=f"Bearer {token}"), order)

@@ -100,9 +100,12 @@ def test_the_operations_document_their_bodies_and_errors(schema):
     assert orders["post"]["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/OrderCreateRequest"
     }
-    assert set(orders["post"]["responses"]) == {"201", "400", "401", "404", "415"}
+    # Besides each view's own answers: 405, 406 and 503 on every operation, 413 and 415 with a body.
+    assert set(orders["get"]["responses"]) == {"200", "401", "405", "406", "503"}
+    assert set(orders["post"]["responses"]) == {"201", "400", "401", "404", "405", "406", "413", "415", "503"}
     assert ref(order["get"]["responses"]["200"]) == "#/components/schemas/Order"
-    assert set(order["delete"]["responses"]) == {"204", "400", "401", "404"}
+    assert set(order["get"]["responses"]) == {"200", "401", "404", "405", "406", "503"}
+    assert set(order["delete"]["responses"]) == {"204", "400", "401", "404", "405", "406", "503"}
     for operation in (orders["get"], orders["post"], order["get"], order["delete"]):
         for code, response in operation["responses"].items():
             if code.startswith("4"):
@@ -124,21 +127,41 @@ def test_the_order_schema_has_the_contract_fields(schema):
     assert list(components["Error"]["properties"]) == ["message", "field"]
 
 
-def test_the_session_cookie_and_bearer_tokens_are_alternative_security_schemes(schema):
+def test_bearer_is_the_only_security_scheme_and_the_cookie_is_described(schema):
+    """Swagger UI can send a Bearer header; a page cannot set a Cookie header, so no cookie scheme is offered."""
     schemes = schema["components"]["securitySchemes"]
 
-    assert schemes["sessionCookie"]["type"] == "apiKey"
-    assert schemes["sessionCookie"]["in"] == "cookie"
-    assert schemes["sessionCookie"]["name"] == "session"
+    assert list(schemes) == ["bearerAuth"]
     assert {k: v for k, v in schemes["bearerAuth"].items() if k != "description"} == {
         "type": "http",
         "scheme": "bearer",
         "bearerFormat": "JWT",
     }
+    assert "mint_token --bearer" in schemes["bearerAuth"]["description"]
     for item in schema["paths"].values():
         for operation in item.values():
-            # Two requirement objects: either one signs the caller in (one object naming both would mean "both").
-            assert operation["security"] == [{"sessionCookie": []}, {"bearerAuth": []}]
+            assert operation["security"] == [{"bearerAuth": []}]
+    description = schema["info"]["description"]
+    for words in ("`session` cookie", "express:sess", "Authorization: Bearer", "mint_token --bearer", "Authorize"):
+        assert words in description, words
+
+
+def test_the_ticket_id_is_documented_as_24_hex(schema):
+    ticket_id = schema["components"]["schemas"]["OrderCreateRequest"]["properties"]["ticketId"]
+
+    assert ticket_id["type"] == "string"
+    assert ticket_id["pattern"] == "^[0-9a-fA-F]{24}$"
+
+
+@pytest.mark.parametrize("component", ["Order", "Ticket"])
+def test_versions_are_integers_a_javascript_number_holds(schema, component):
+    version = schema["components"]["schemas"][component]["properties"]["version"]
+
+    assert {k: version[k] for k in ("type", "minimum", "maximum")} == {
+        "type": "integer",
+        "minimum": 0,
+        "maximum": 2**53 - 1,
+    }
 
 
 def test_spectacular_validates_the_schema_without_warnings(tmp_path):
@@ -214,3 +237,54 @@ def test_an_unknown_static_file_is_a_404(client):
     response = client.get("/api/orders/static/drf_spectacular_sidecar/swagger-ui-dist/no-such-file.js")
 
     assert response.status_code == 404
+
+
+# --- without collectstatic: the contract starts the service with migrate, then gunicorn --------------
+
+
+@pytest.fixture
+def production_storage_without_manifest(settings, tmp_path):
+    """The production STORAGES (ticketing_orders.settings, not the test settings) and an empty STATIC_ROOT."""
+    from ticketing_orders import settings as production_settings
+
+    settings.STORAGES = production_settings.STORAGES
+    settings.STATIC_ROOT = tmp_path / "static-root"
+    settings.DEBUG = False
+    assert not (settings.STATIC_ROOT / "staticfiles.json").exists()
+
+
+def test_the_docs_page_renders_without_collectstatic(client, production_storage_without_manifest):
+    response = client.get(DOCS_URL)
+
+    assert response.status_code == 200, response.content[:500]
+    urls = asset_urls(response.content.decode())
+    assert "/api/orders/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui.css" in urls
+    for url in urls:
+        assert client.get(url).status_code == 200, url
+
+
+@pytest.mark.django_db
+def test_the_admin_login_renders_without_collectstatic(client, production_storage_without_manifest):
+    response = client.get("/api/orders/admin/login/")
+
+    assert response.status_code == 200, response.content[:500]
+    assert "/api/orders/static/admin/css/base.css" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_after_collectstatic_the_pages_use_the_hashed_names(client, settings, tmp_path):
+    from django.core.management import call_command
+
+    from ticketing_orders import settings as production_settings
+
+    settings.STORAGES = production_settings.STORAGES
+    settings.STATIC_ROOT = tmp_path / "static-root"
+    settings.DEBUG = False
+    call_command("collectstatic", "--noinput", verbosity=0)
+    settings.STATIC_ROOT = settings.STATIC_ROOT  # a fresh storage, which reads the new manifest
+
+    docs = client.get(DOCS_URL).content.decode()
+    login = client.get("/api/orders/admin/login/").content.decode()
+
+    assert re.search(r"/swagger-ui-dist/swagger-ui\.[0-9a-f]{12}\.css", docs), docs
+    assert re.search(r"/admin/css/base\.[0-9a-f]{12}\.css", login), login

@@ -142,3 +142,60 @@ def test_a_debug_value_that_is_not_a_boolean_is_refused(production_env, value):
 
     assert result.returncode != 0
     assert f"ImproperlyConfigured: DEBUG must be a boolean (true/false), got {value!r}" in result.stderr
+
+
+# --- without JWT_KEY, the one sentence that says so is all a process prints ------------------------
+
+
+def run_to_exit(args: list[str], env: dict[str, str]) -> tuple[int, list[str]]:
+    """Run a process to its end; its exit code and every line it printed, stdout and stderr together."""
+    result = subprocess.run(
+        [sys.executable, *args], cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=120
+    )
+    return result.returncode, result.stdout.decode(errors="replace").splitlines()
+
+
+def assert_only_the_jwt_key_sentence(returncode: int, lines: list[str]) -> None:
+    assert returncode != 0
+    assert len(lines) == 1, "\n".join(lines)
+    assert lines[0].startswith("ImproperlyConfigured: JWT_KEY is not set: "), lines[0]
+    assert lines[0].endswith("Set JWT_KEY (or JWT_KEY_FILE) and start again."), lines[0]
+
+
+@pytest.fixture
+def env_without_jwt_key(production_env) -> dict[str, str]:
+    return {k: v for k, v in production_env.items() if k != "JWT_KEY"}
+
+
+@pytest.mark.parametrize("command", [["run_listeners"], ["migrate", "--noinput"], ["check"], ["mint_token"]])
+def test_manage_py_without_jwt_key_prints_only_why(env_without_jwt_key, command):
+    assert_only_the_jwt_key_sentence(*run_to_exit(["manage.py", *command], env_without_jwt_key))
+
+
+def gunicorn(env: dict[str, str]) -> tuple[int, list[str]]:
+    from messaging.embedded import free_port
+
+    args = ["-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{free_port()}", "ticketing_orders.wsgi"]
+    return run_to_exit(args, {**env, "HOME": env["DATA_DIR"], "WEB_CONCURRENCY": "1"})
+
+
+def test_gunicorn_without_jwt_key_prints_only_why(env_without_jwt_key):
+    returncode, lines = gunicorn(env_without_jwt_key)
+
+    assert_only_the_jwt_key_sentence(returncode, lines)
+    # The same sentence as the settings' own refusal.
+    assert lines == run_to_exit(["manage.py", "check"], env_without_jwt_key)[1]
+
+
+def test_gunicorn_with_an_empty_jwt_key_file_prints_only_why(env_without_jwt_key, tmp_path):
+    key_file = tmp_path / "jwt_key"
+    key_file.write_text("\n")
+
+    assert_only_the_jwt_key_sentence(*gunicorn({**env_without_jwt_key, "JWT_KEY_FILE": str(key_file)}))
+
+
+def test_gunicorn_with_an_unreadable_jwt_key_file_says_so(env_without_jwt_key, tmp_path):
+    returncode, lines = gunicorn({**env_without_jwt_key, "JWT_KEY_FILE": str(tmp_path / "missing")})
+
+    assert returncode != 0
+    assert len(lines) == 1 and lines[0].startswith("ImproperlyConfigured: JWT_KEY_FILE cannot be read: "), lines
