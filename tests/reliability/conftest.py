@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from .support import PG_BIN, PostgresServer, Processes, Scale, current_scale
-
-# The scenarios that bring their own PostgreSQL and NATS do not depend on DATABASE_URL: when the suite
-# runs once per database, they run in the pass without one (the SQLite pass) and are skipped in the other.
-own_servers_only = pytest.mark.skipif(
-    bool(os.environ.get("DATABASE_URL")) and os.environ.get("RELIABILITY_OWN_SERVERS") != "always",
-    reason="brings its own PostgreSQL and NATS: runs in the pass without DATABASE_URL "
-    "(RELIABILITY_OWN_SERVERS=always runs it anyway)",
-)
 
 
 @pytest.fixture(scope="session")

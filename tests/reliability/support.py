@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import nats
 import psycopg
+import pytest
 import requests
 from django.conf import settings
 from nats.js.errors import NotFoundError
@@ -56,6 +57,15 @@ SCALES = {
     "ci": Scale("ci", 200, 2000, 8, 5, 50, 60, 8, 2, 5, 50),
     "full": Scale("full", 500, 5000, 20, 20, 100, 200, 20, 5, 30, 300),
 }
+
+
+# The scenarios that bring their own PostgreSQL and NATS do not depend on DATABASE_URL: when the suite
+# runs once per database, they run in the pass without one (the SQLite pass) and are skipped in the other.
+own_servers_only = pytest.mark.skipif(
+    bool(os.environ.get("DATABASE_URL")) and os.environ.get("RELIABILITY_OWN_SERVERS") != "always",
+    reason="brings its own PostgreSQL and NATS: runs in the pass without DATABASE_URL "
+    "(RELIABILITY_OWN_SERVERS=always runs it anyway)",
+)
 
 
 def current_scale() -> Scale:

@@ -16,11 +16,11 @@ from messaging.events import Subject
 from messaging.jetstream import durable_name
 from messaging.tests.harness import ticket_payload, wait_until
 
-from .conftest import own_servers_only
 from .support import (
     SERVICE_UNAVAILABLE,
     Bus,
     migrate,
+    own_servers_only,
     post_order,
     query,
     record,

@@ -15,8 +15,18 @@ from common.ids import new_object_id
 from common.management.commands.mint_token import session_cookie_value
 from messaging.tests.harness import ticket_payload, wait_until
 
-from .conftest import own_servers_only
-from .support import Bus, NatsCluster, migrate, post_order, query, record, service_env, start_api, start_worker
+from .support import (
+    Bus,
+    NatsCluster,
+    migrate,
+    own_servers_only,
+    post_order,
+    query,
+    record,
+    service_env,
+    start_api,
+    start_worker,
+)
 
 pytestmark = [pytest.mark.reliability, pytest.mark.nats, own_servers_only, pytest.mark.timeout(900)]
 
