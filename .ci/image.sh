@@ -42,8 +42,8 @@ if ((${#missing[@]})); then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman runc debootstrap >/dev/null
 fi
-# crun cannot run on this machine's cgroup layout; runc can. podman's default open-files limit is
-# above what the host allows a container, hence explicit limits.
+# crun cannot run on this machine's cgroup layout; runc can. The limits are explicit: these are
+# known to start containers on these machines.
 conf=/etc/containers/containers.conf
 wanted='[containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
