@@ -53,9 +53,10 @@ def pod_spec(workload: dict) -> dict:
     return workload["spec"]["template"]["spec"]
 
 
-def containers(workload: dict, *, init: bool = True) -> list[dict]:
+def containers(workload: dict) -> list[dict]:
+    """Its containers and init containers."""
     spec = pod_spec(workload)
-    return spec["containers"] + (spec.get("initContainers", []) if init else [])
+    return spec["containers"] + spec.get("initContainers", [])
 
 
 def main_container(workload_name: str) -> dict:
