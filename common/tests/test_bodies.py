@@ -284,11 +284,13 @@ def chunked_request(path: str, body: bytes, cookie: str, chunk_size: int = 7) ->
 APP = "ticketing_orders.wsgi"
 
 
+WORKER_CLASSES = ["as configured", "gthread", "gevent"]
+
+
 @pytest.fixture(scope="module")
-def gunicorn_server(tmp_path_factory, django_db_blocker):
-    """`migrate`, a ticket, then `gunicorn -c gunicorn.conf.py ticketing_orders.wsgi` on SQLite in a temp dir."""
+def migrated_site(tmp_path_factory) -> tuple[dict[str, str], str]:
+    """A migrated SQLite database in a temp dir with one ticket per worker class; its env and a cookie."""
     data_dir = tmp_path_factory.mktemp("gunicorn-data")
-    port = free_port()
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(data_dir),
@@ -299,20 +301,40 @@ def gunicorn_server(tmp_path_factory, django_db_blocker):
         "SECRET_KEY": secrets.token_urlsafe(50),
         "WEB_CONCURRENCY": "1",
     }
-    ticket_id = "65f0c0ffee0000000000abcd"
     setup = (
         "import django; django.setup()\n"
+        "from django.core.management import call_command\n"
+        "call_command('migrate', '--noinput', verbosity=0)\n"
         "from tickets_replica.models import Ticket\n"
-        f"Ticket.objects.create(id={ticket_id!r}, title='concert', price=20, version=0)\n"
+        f"for ticket_id in {[ticket_id_for(c) for c in WORKER_CLASSES]!r}:\n"
+        "    Ticket.objects.create(id=ticket_id, title='concert', price=20, version=0)\n"
         "from common.management.commands.mint_token import session_cookie_value\n"
         "print('session=' + session_cookie_value(user_id='65f0c0ffee00000000000001', email='a@test.com'))\n"
     )
-    run = {"cwd": BASE_DIR, "env": env, "capture_output": True, "text": True, "timeout": 120}
-    migrated = subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], **run)
-    assert migrated.returncode == 0, migrated.stderr
-    made = subprocess.run([sys.executable, "-c", setup], **run)
+    made = subprocess.run(
+        [sys.executable, "-c", setup], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=180
+    )
     assert made.returncode == 0, made.stderr
-    log = data_dir / "gunicorn.log"
+    return env, made.stdout.strip().splitlines()[-1]
+
+
+def ticket_id_for(worker_class: str) -> str:
+    return f"65f0c0ffee0000000000abc{WORKER_CLASSES.index(worker_class)}"
+
+
+@pytest.fixture(scope="module", params=WORKER_CLASSES)
+def gunicorn_server(request, migrated_site):
+    """`gunicorn -c gunicorn.conf.py ticketing_orders.wsgi` on the migrated site.
+
+    With gunicorn.conf.py's own worker class, then with each one GUNICORN_WORKER_CLASS can choose:
+    reading a chunked body must not depend on it.
+    """
+    env, cookie = migrated_site
+    env = {**env, "GUNICORN_WORKER_CLASS": request.param} if request.param != "as configured" else env
+    port = free_port()
+    ticket_id = ticket_id_for(request.param)
+    data_dir = Path(env["DATA_DIR"])
+    log = data_dir / f"gunicorn-{request.param.replace(' ', '-')}.log"
     with open(log, "wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", APP],
@@ -332,7 +354,7 @@ def gunicorn_server(tmp_path_factory, django_db_blocker):
                 pass
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
-        yield port, made.stdout.strip(), ticket_id, log
+        yield port, cookie, ticket_id, log
     finally:
         process.terminate()
         try:
