@@ -391,3 +391,64 @@ def test_gunicorn_answers_a_broken_chunked_body_with_a_4xx(gunicorn_server):
     status, _ = http(port, request)
 
     assert 400 <= status < 500, log.read_text()[-3000:]
+
+
+# --- the ASGI entry point: a body that came without Content-Length ---------------------------------
+
+
+def call_asgi(body: bytes, cookie: str) -> tuple[int, dict]:
+    """One POST /api/orders through ticketing_orders.asgi, its body in two messages and no Content-Length."""
+    from asgiref.sync import async_to_sync
+    from asgiref.testing import ApplicationCommunicator
+
+    from ticketing_orders.asgi import application
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/orders",
+        "raw_path": b"/api/orders",
+        "query_string": b"",
+        "headers": [
+            (b"host", b"localhost"),
+            (b"content-type", b"application/json"),
+            (b"transfer-encoding", b"chunked"),
+            (b"cookie", cookie.encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 3000),
+    }
+
+    async def exchange():
+        communicator = ApplicationCommunicator(application, scope)
+        half = len(body) // 2
+        await communicator.send_input({"type": "http.request", "body": body[:half], "more_body": True})
+        await communicator.send_input({"type": "http.request", "body": body[half:], "more_body": False})
+        start = await communicator.receive_output(30)
+        content = b""
+        while True:
+            message = await communicator.receive_output(30)
+            content += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        return start["status"], json.loads(content)
+
+    return async_to_sync(exchange)()
+
+
+@pytest.mark.django_db(False)
+def test_asgi_reads_a_body_without_content_length(make_user):
+    _, cookie = make_user()
+
+    # Malformed JSON proves the body was read (an ignored body would be "TicketId must be provided").
+    assert call_asgi(b'{"ticketId": ', cookie) == (400, {"errors": [{"message": "Malformed JSON body"}]})
+
+
+@pytest.mark.django_db(False)
+def test_asgi_answers_413_to_a_body_without_content_length_over_the_limit(make_user):
+    _, cookie = make_user()
+
+    assert call_asgi(b"[" + b" " * LIMIT + b"]", cookie) == (413, TOO_LARGE)
