@@ -4,70 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import signal
-import time
 
 from django.conf import settings
 from nats.js import JetStreamContext
 
 from messaging.consumer import consume_loop
-from messaging.events import encode_json
 from messaging.jetstream import connect, ensure_streams
-from messaging.listener import Listener, run_db
-from messaging.outbox import outbox_mark_sent, outbox_pending, outbox_prune
+from messaging.listener import Listener
+from messaging.relay import RELAY_BATCH, relay_loop, relay_once  # noqa: F401 (imported from here by tools and tests)
 
 logger = logging.getLogger(__name__)
 
 # Measured (docs/profiles/worker-consume.md): bigger batches stopped paying off at about this size.
 FETCH_BATCH = 256
 FETCH_TIMEOUT_SECONDS = 1.0
-RELAY_BATCH = 200
-OUTBOX_RETENTION = dt.timedelta(days=1)
-PRUNE_EVERY_SECONDS = 600
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
     """Sleep, but wake at once when a stop is requested."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-
-
-async def relay_once(js: JetStreamContext) -> int:
-    """Publish pending outbox rows in order, each with Nats-Msg-Id = its id, then mark them sent.
-
-    A crash between publishing and marking re-sends on the next start; JetStream drops the re-send.
-    """
-    pending = await run_db(outbox_pending, limit=RELAY_BATCH)
-    sent: list[str] = []
-    try:
-        for row in pending:
-            await js.publish(row.subject, encode_json(row.payload), headers={"Nats-Msg-Id": row.id}, timeout=5)
-            sent.append(row.id)
-    finally:
-        if sent:
-            await run_db(outbox_mark_sent, ids=sent)
-    return len(sent)
-
-
-async def relay_loop(js: JetStreamContext, stop: asyncio.Event) -> None:
-    failures = 0
-    last_prune = 0.0
-    while not stop.is_set():
-        try:
-            if await relay_once(js) == RELAY_BATCH:
-                continue  # more waiting: no pause
-            failures = 0
-            if time.monotonic() - last_prune > PRUNE_EVERY_SECONDS:
-                await run_db(outbox_prune, older_than=OUTBOX_RETENTION)
-                last_prune = time.monotonic()
-        except Exception as exc:
-            failures += 1
-            logger.warning("outbox relay: %s: %s (retrying)", type(exc).__name__, exc)
-            await _pause(stop, min(0.2 * 2**failures, 5))
-            continue
-        await _pause(stop, settings.OUTBOX_POLL_SECONDS)
 
 
 class Worker:
