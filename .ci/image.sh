@@ -130,6 +130,8 @@ if podman build --pull=never --network host "${build_args[@]}" --tag "$IMAGE" --
     >/tmp/"$RUN_ID"-build.log 2>&1; then
     pass "image built ($(podman image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%d MB", $1 / 1e6}'))"
     rm -f /tmp/"$RUN_ID"-build.log
+    # Earlier runs' images, now untagged; the layers this one was built from stay as its cache.
+    podman image prune --force >/dev/null
 else
     tail -n 30 /tmp/"$RUN_ID"-build.log
     fail "image build"
