@@ -35,6 +35,15 @@ class ViewOnlyPagesMixin:
         return super().changelist_view(request, extra_context)
 
 
+def client_ip(request) -> str:
+    """The client's address for login throttling: the last X-Forwarded-For entry when a proxy (the
+    ingress) appended one, else the socket's peer. Earlier entries are the client's own word."""
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if forwarded.strip():
+        return forwarded.rsplit(",", 1)[-1].strip()
+    return request.META.get("REMOTE_ADDR", "")
+
+
 def login_locked_out(request, original_response=None, credentials=None) -> JsonResponse:
     """django-axes' answer once a username has too many failed admin logins: 429 in the error shape."""
     minutes = round(settings.AXES_COOLOFF_TIME * 60)

@@ -261,15 +261,16 @@ SPECTACULAR_SETTINGS = {
 # no admin app, no login to attack.
 ADMIN_ENABLED = envbool("ADMIN_ENABLED", "True")
 if ADMIN_ENABLED:
-    # Login throttling (django-axes): after AXES_FAILURE_LIMIT failed logins for a username, that
-    # username is locked for ADMIN_LOCKOUT_MINUTES. By username, not by address: behind the ingress
-    # every client arrives from the ingress's address.
+    # Login throttling (django-axes): after AXES_FAILURE_LIMIT failed logins for a username, or from
+    # one client address, that username or address is locked for ADMIN_LOCKOUT_MINUTES. The address
+    # is the one the ingress appended to X-Forwarded-For (common.admin.client_ip).
     INSTALLED_APPS += ["axes"]
     MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
     AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
     AXES_FAILURE_LIMIT = int(os.environ.get("ADMIN_LOGIN_FAILURE_LIMIT", "5"))
     AXES_COOLOFF_TIME = envfloat("ADMIN_LOCKOUT_MINUTES", 15) / 60  # hours
-    AXES_LOCKOUT_PARAMETERS = ["username"]
+    AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+    AXES_CLIENT_IP_CALLABLE = "common.admin.client_ip"
     AXES_RESET_ON_SUCCESS = True
     AXES_ONLY_ADMIN_SITE = True
     AXES_LOCKOUT_CALLABLE = "common.admin.login_locked_out"

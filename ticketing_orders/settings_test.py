@@ -11,7 +11,7 @@ os.environ.setdefault("EVENT_ACK_WAIT_SECONDS", "5")
 from ticketing_orders.settings import *  # noqa: F403
 
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405 (django-prometheus wraps the engine)
     # One test database per run: two runs in the same checkout must not delete each other's, and a
     # later run that gets the same pid must not meet a -wal file left behind (conftest.py removes them).
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / f"test-orders-{os.getpid()}-{os.urandom(4).hex()}.sqlite3")}  # noqa: F405

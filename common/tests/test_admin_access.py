@@ -122,3 +122,14 @@ def test_the_admin_is_there_by_default():
         True,
         True,
     )
+
+
+def test_failures_from_one_address_lock_that_address_whatever_the_usernames(staff, settings):
+    attacker = Client(HTTP_X_FORWARDED_FOR="10.9.9.9, 203.0.113.7")  # the ingress appended the last one
+    for n in range(settings.AXES_FAILURE_LIMIT):
+        response = attacker.post(LOGIN, {"username": f"guess{n}", "password": "x"})
+    assert response.status_code == 429
+
+    # That address is locked, even for the right credentials; another address signs in.
+    assert login(Client(HTTP_X_FORWARDED_FOR="198.51.100.1, 203.0.113.7"), "right-password-1").status_code == 429
+    assert login(Client(HTTP_X_FORWARDED_FOR="203.0.113.8"), "right-password-1").status_code == 302
