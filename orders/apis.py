@@ -59,7 +59,8 @@ PAGE_AFTER = OpenApiParameter(
         f"the same 400 `{UNKNOWN_CURSOR_MESSAGE}`."
     ),
 )
-DIGITS = re.compile(r"[0-9]+")
+# At most 4 digits: 1000 is the largest limit, and int() of a huge digit string is itself an error.
+LIMIT_DIGITS = re.compile(r"[0-9]{1,4}")
 JSON = "application/json"
 
 
@@ -78,7 +79,7 @@ def page_parameters(query: QueryDict) -> tuple[int | None, str | None]:
     limit = after = None
     if "limit" in query:
         values = query.getlist("limit")
-        if len(values) != 1 or not DIGITS.fullmatch(values[0]) or not 1 <= int(values[0]) <= MAX_PAGE_SIZE:
+        if len(values) != 1 or not LIMIT_DIGITS.fullmatch(values[0]) or not 1 <= int(values[0]) <= MAX_PAGE_SIZE:
             raise ValidationError({"limit": [LIMIT_MESSAGE]})
         limit = int(values[0])
     if "after" in query:

@@ -155,6 +155,8 @@ def test_with_no_orders_a_page_is_empty(signed_in):
         "limit=5%20",
         "limit=%EF%BC%95",  # fullwidth 5
         "limit=99999999999999999999999",
+        "limit=" + "9" * 5000,
+        "limit=00001",
         "limit=5&limit=5",
         "limit=5&limit=6",
     ],
