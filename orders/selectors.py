@@ -85,7 +85,7 @@ def _order_rows_for_user_orm(*, user_id: str, after: str | None, limit: int | No
 
 # --- Below the ORM ---------------------------------------------------------------------------------
 # The read paths run on every request; compiling their querysets was about 40% of a view's time.
-# Each statement here has an ORM twin above (the MongoDB path), and orders/tests/test_selectors.py
+# Each statement here has an ORM twin above (the MongoDB path), and orders/tests/test_sql_paths.py
 # checks that both give the same rows. Columns are in ORDER_ROW_FIELDS order.
 
 _SELECT_ORDER_ROWS = (

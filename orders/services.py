@@ -122,7 +122,7 @@ def _loaded(model: type[Model], **values):
 # --- Below the ORM ---------------------------------------------------------------------------------
 # POST /api/orders was BEGIN, SELECT ticket, SELECT EXISTS(active order), SAVEPOINT, INSERT, RELEASE,
 # INSERT outbox, COMMIT; these make it BEGIN, SELECT, INSERT ... ON CONFLICT DO NOTHING, INSERT, COMMIT,
-# without compiling querysets. orders/tests/test_services_sql.py checks each against its ORM twin.
+# without compiling querysets. orders/tests/test_sql_paths.py checks each against its ORM twin.
 
 _SELECT_TICKET = "SELECT t.title, t.price, t.version FROM tickets_replica_ticket t WHERE t.id = %s"
 # The conflict target names the partial unique index `one_active_order_per_ticket` (same predicate):
