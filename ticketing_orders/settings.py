@@ -313,7 +313,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django_guid.middleware.guid_middleware",
     *MIDDLEWARE,
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    "common.metrics.PrometheusAfterMiddleware",
 ]
 # django-prometheus' wrappers of the same backends count queries, errors and connections.
 _PROMETHEUS_DB_ENGINES = {

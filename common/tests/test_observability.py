@@ -113,3 +113,10 @@ def test_log_format_must_be_plain_or_json():
     )
     assert done.returncode != 0
     assert "LOG_FORMAT must be plain or json, got 'xml'" in done.stderr
+
+
+@pytest.mark.parametrize("length", ["abc", "-1", "1e3", ""])
+def test_a_content_length_that_is_not_a_number_is_counted_not_crashed_on(signed_in, length):
+    response = signed_in.generic("POST", "/api/orders", b"{}", content_type="application/json", CONTENT_LENGTH=length)
+    assert response.status_code < 500
+    assert response.json()["errors"]
