@@ -160,26 +160,34 @@ class BufferedRequest(Unreader):
 
 
 class PrereadConn(TConn):
-    """A connection with the request being read into it, and its deadline."""
+    """A connection with the request being read into it, and its deadlines."""
 
     def __init__(self, cfg, sock, client, server) -> None:
         super().__init__(cfg, sock, client, server)
         self.data_ready = True  # gthread's own wait for the first byte in a thread is not needed
         self.buf = bytearray()
         self.scan: RequestScan | None = None
-        self.deadline: float | None = None  # set while the poller reads a request, or lingers at close
+        self.whole = False  # the request is all in `buf` (or is to be refused from what is there)
+        self.request_deadline = 0.0  # when the request being read must be whole
+        self.deadline: float | None = None  # set while the poller holds it: reading a request, or closing
         self.sent_continue = False
         self.lingered = 0  # bytes discarded while closing
 
 
+# What a thread returns for a request it found incomplete: the poller reads the rest.
+READ_MORE = object()
+
+
 class PrereadThreadWorker(ThreadWorker):
-    """gthread, except that threads get whole requests: slow clients wait in the poller, not in a thread.
+    """gthread, except that threads serve only whole requests: slow clients wait in the poller, not in a thread.
 
     gthread hands a connection to a thread at its first byte, and the thread then reads the head and
     the body with blocking reads and no deadline, so a few clients trickling or stalling their
-    requests hold every thread. Here the main thread's poller reads each request (head, then the
-    Content-Length or chunked body) without blocking, under a total deadline, and the thread parses
-    it from memory. Kept-alive connections go back to the poller between requests, as in gthread.
+    requests hold every thread. Here a thread makes one non-blocking read, which holds the whole
+    request of almost every client, and serves it from memory; a request still incomplete goes back
+    to the main thread's poller, which reads the rest without blocking under a total deadline
+    (REQUEST_READ_TIMEOUT) and hands it to a thread once whole. The first read stays in the thread,
+    as in gthread: in the main thread its GIL round trip would delay every other connection's turn.
     """
 
     @classmethod
@@ -207,7 +215,7 @@ class PrereadThreadWorker(ThreadWorker):
         if settings.configured and settings.DATA_UPLOAD_MAX_MEMORY_SIZE is not None:
             self.body_limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
 
-    # Main thread: reading requests.
+    # Main thread.
 
     def accept(self, listener) -> None:
         try:
@@ -219,57 +227,41 @@ class PrereadThreadWorker(ThreadWorker):
         self.nr_conns += 1
         conn = PrereadConn(self.cfg, client_sock, client_addr, listener.getsockname())
         self._start_request(conn, b"")
-        self._read_later(conn)
+        # No thread until its first bytes (gthread would hold one for up to 5 s waiting for them).
+        self._wait_in_poller(conn, self.on_client_socket_readable)
 
     def on_client_socket_readable(self, conn: PrereadConn, client) -> None:
-        """A kept-alive connection's next request: read it here, most often whole in one recv()."""
-        self.keepalived_conns.remove(conn)
-        self._start_request(conn, b"")
-        if self._receive(conn):
-            self.poller.unregister(client)
-            self._hand_over(conn)
-        elif conn.deadline is not None:
-            self.poller.modify(client, selectors.EVENT_READ, partial(self.on_request_readable, conn))
-            self.reading.append((conn.deadline, conn))
+        """The first bytes of a request: a thread reads them (gthread's own path, plus a deadline)."""
+        self.poller.unregister(client)
+        if conn.deadline is None:  # kept alive until now
+            self.keepalived_conns.remove(conn)
+            self._start_request(conn, b"")
+        self._hand_over(conn)
 
     def on_request_readable(self, conn: PrereadConn, client) -> None:
-        if self._receive(conn):
+        """More of a request a thread found incomplete: read here, so that no thread waits for it."""
+        whole = self._receive(conn)
+        if whole is None:
+            self._close(conn)
+        elif whole:
             self.poller.unregister(client)
             self._hand_over(conn)
 
     def _start_request(self, conn: PrereadConn, data: bytes) -> None:
         conn.buf = bytearray(data)
         conn.scan = RequestScan(self.head_cap, self.cfg.limit_request_field_size, self.body_limit)
-        conn.deadline = time.monotonic() + REQUEST_READ_TIMEOUT
+        conn.whole = False
+        conn.request_deadline = time.monotonic() + REQUEST_READ_TIMEOUT
         conn.sent_continue = False
 
-    def _read_later(self, conn: PrereadConn) -> None:
+    def _wait_in_poller(self, conn: PrereadConn, callback) -> None:
         conn.sock.setblocking(False)
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_request_readable, conn))
+        conn.deadline = conn.request_deadline
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(callback, conn))
         self.reading.append((conn.deadline, conn))
 
-    def _receive(self, conn: PrereadConn) -> bool:
-        """Read what the socket has; True once a thread can take the request (closed here if the client left)."""
-        try:
-            data = conn.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return False
-        except OSError:
-            data = b""
-        if not data:
-            self._close(conn)
-            return False
-        conn.buf += data
-        if conn.scan.complete(conn.buf):
-            return True
-        if conn.scan.expects_continue and not conn.sent_continue:
-            conn.sent_continue = True
-            with contextlib.suppress(OSError):
-                conn.sock.send(CONTINUE)  # a few bytes into an idle socket's empty send buffer
-        return False
-
     def _hand_over(self, conn: PrereadConn) -> None:
-        conn.deadline = None
+        conn.deadline = None  # a thread has it: not the poller's to close
         self.enqueue_req(conn)
 
     def _close(self, conn: PrereadConn) -> None:
@@ -285,25 +277,29 @@ class PrereadThreadWorker(ThreadWorker):
         for queue in (self.reading, self.lingering):
             while queue and queue[0][0] <= now:
                 deadline, conn = queue.popleft()
-                if conn.deadline == deadline:  # not handed over (or re-armed) since
+                if conn.deadline == deadline:  # still waiting in the poller for that request (or close)
                     if queue is self.reading:
                         self.log.debug("Closing %s: no whole request within %g s", conn.client, REQUEST_READ_TIMEOUT)
                     self._close(conn)
 
-    # Main thread: a served request's connection.
-
     def finish_request(self, conn: PrereadConn, fs) -> None:
         try:
-            keepalive = not fs.cancelled() and fs.result()
-            if keepalive:
-                # Bytes read past the request (a pipelined next one) start the next request.
-                self._start_request(conn, conn.parser.unreader.take_buffered())
-                if conn.buf and conn.scan.complete(conn.buf):
-                    self._hand_over(conn)
-                elif conn.buf:
-                    self._read_later(conn)
+            result = fs.result() if not fs.cancelled() else False
+            if result is READ_MORE:
+                if time.monotonic() >= conn.request_deadline:
+                    self._close(conn)
                 else:
-                    conn.deadline = None
+                    self._wait_in_poller(conn, self.on_request_readable)
+            elif result:
+                # Bytes read past the request (a pipelined next one) start the next request.
+                if read_ahead := conn.parser.unreader.take_buffered():
+                    self._start_request(conn, read_ahead)
+                    conn.whole = conn.scan.complete(conn.buf)
+                    if conn.whole:
+                        self._hand_over(conn)
+                    else:
+                        self._wait_in_poller(conn, self.on_request_readable)
+                else:
                     conn.sock.setblocking(False)
                     conn.set_timeout()
                     self.keepalived_conns.append(conn)
@@ -338,9 +334,37 @@ class PrereadThreadWorker(ThreadWorker):
         if not data or conn.lingered > LINGER_MAX_BYTES:
             self._close(conn)
 
+    # Both.
+
+    def _receive(self, conn: PrereadConn) -> bool | None:
+        """One non-blocking read: whether the request is whole now (None: the client has gone)."""
+        try:
+            data = conn.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return None
+        if not data:
+            return None
+        conn.buf += data
+        conn.whole = conn.scan.complete(conn.buf)
+        if conn.whole:
+            return True
+        if conn.scan.expects_continue and not conn.sent_continue:
+            conn.sent_continue = True
+            with contextlib.suppress(OSError):
+                conn.sock.send(CONTINUE)  # a few bytes into an idle socket's empty send buffer
+        return False
+
     # Worker threads.
 
     def handle(self, conn: PrereadConn):
+        if not conn.whole:  # its first bytes, or kept alive: gthread's first read, but without blocking
+            whole = self._receive(conn)
+            if whole is None:
+                return False
+            if not whole:
+                return READ_MORE
         if conn.parser is None:
             conn.init()  # plain HTTP/1 (check_config): builds the parser, reads nothing
         conn.parser.unreader = BufferedRequest(bytes(conn.buf))
