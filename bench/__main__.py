@@ -25,7 +25,7 @@ NOTES = "benchmarks-notes.md"
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: every scenario in seconds")
-    parser.add_argument("--db", default="sqlite,postgres", help="sqlite, postgres or both (default both)")
+    parser.add_argument("--db", help="sqlite, postgres or sqlite,postgres (the default; --quick: sqlite)")
     parser.add_argument("--only", default=",".join(SCENARIOS), help=f"scenarios, of {', '.join(SCENARIOS)}")
     parser.add_argument(
         "--postgres-url",
@@ -37,6 +37,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     args = parser.parse_args()
     args.code = args.code.resolve()
+    args.db = args.db or ("sqlite" if args.quick else "sqlite,postgres")
     if args.out is None and args.code == REPO:
         args.out = REPO / "docs" / "benchmarks.md"
     for name in args.only.split(","):
@@ -104,6 +105,8 @@ def main() -> int:
                         failures.append(f"{name} on {db.label}: {type(exc).__name__}: {str(exc)[:300]}")
                     finally:
                         run.stop_all()
+                        if args.json:  # as it goes: a long run's figures survive its interruption
+                            args.json.write_text(json.dumps([dataclasses.asdict(f) for f in figures], default=str))
             context = describe(args.code, databases, args.quick)
         finally:
             run.stop_all()

@@ -10,9 +10,9 @@ import shutil
 import signal
 import socket
 import sqlite3
-import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -36,15 +36,6 @@ from messaging.embedded import free_port, nats_server_args  # noqa: E402
 
 def log(message: str) -> None:
     print(f"# {message}", file=sys.stderr, flush=True)
-
-
-def percentiles(values: Sequence[float]) -> dict[str, float]:
-    """n, p50, p99 and max; percentiles interpolated between the closest ranks."""
-    ordered = sorted(values)
-    if not ordered:
-        return {"n": 0, "p50": float("nan"), "p99": float("nan"), "max": float("nan")}
-    cuts = ordered * 99 if len(ordered) == 1 else statistics.quantiles(ordered, n=100, method="inclusive")
-    return {"n": len(ordered), "p50": cuts[49], "p99": cuts[98], "max": ordered[-1]}
 
 
 def session_cookie(user_id: str) -> str:
@@ -225,7 +216,14 @@ class Database:
     def _admin(self):
         import psycopg
 
-        return psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10)
+        for attempt in range(30):  # a shared server may be out of connection slots for a moment
+            try:
+                return psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10)
+            except psycopg.OperationalError:
+                if attempt == 29:
+                    raise
+                time.sleep(1)
+        return None
 
     def drop_leftovers(self) -> None:
         """Scratch databases of runs that were killed before they could drop theirs."""
@@ -387,8 +385,8 @@ class Run:
     def nats_server(self, name: str) -> tuple[Child, str]:
         """A JetStream nats-server of the scenario's own: a free loopback port, a store in the temp folder."""
         port = free_port()
-        store = self.workdir / f"{name}-store"
-        store.mkdir(exist_ok=True)
+        # A store of its own every time: a stream left by an earlier scenario would be loaded again.
+        store = Path(tempfile.mkdtemp(prefix=f"{name}-store-", dir=self.workdir))
         child = self.start(name, nats_server_args(port=port, store_dir=store), dict(os.environ))
         wait_until(lambda: child.check_alive() or port_open(port), timeout=15, what="nats-server listening")
         return child, f"nats://127.0.0.1:{port}"
@@ -510,8 +508,6 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 @contextlib.contextmanager
 def temp_workdir() -> Iterator[Path]:
-    import tempfile
-
     path = Path(tempfile.mkdtemp(prefix="bench-hb-"))
     try:
         yield path

@@ -98,7 +98,7 @@ def http_figure(scenario: str, db: Database, ours: dict, bare: dict, rate_target
 def http(run: Run, db: Database) -> list[Figure]:
     """GET /api/orders/:id, GET /api/orders (20 orders; then with a million more in the table) and POST
     /api/orders under wrk -t2 -c32, each right after the bare view on the same gunicorn."""
-    seconds = 2 if run.quick else 10
+    seconds = 1 if run.quick else 10
     big = 20_000 if run.quick else 1_000_000
     post_tickets = 3000 if run.quick else 30_000
     url = db.scratch("http")
@@ -117,7 +117,7 @@ def http(run: Run, db: Database) -> list[Figure]:
         return str(path)
 
     def measure(path: str, *args: str, warm: bool = True) -> dict:
-        if warm:
+        if warm and not run.quick:
             wrk(base + path, *args, seconds=1)
         before = postgres_backends_cpu(dbname) if db.kind == "postgres" else {}
         result = wrk(base + path, *args, seconds=seconds, cpu_of=server.pid)
@@ -136,6 +136,9 @@ def http(run: Run, db: Database) -> list[Figure]:
 
     label = db.label
     figures = []
+    if run.quick:  # one warm-up for all: the first requests of a worker import and connect
+        for path in ("/bench/bare", f"/api/orders/{orders[0]}", "/api/orders"):
+            wrk(base + path, "get", cookie, seconds=1)
     log(f"{label}: GET /api/orders/:id")
     ours, bare = pair(f"/api/orders/{orders[0]}", "get", cookie)
     figures.append(http_figure("GET /api/orders/:id", db, ours, bare, 0.40, 2.5))
@@ -144,7 +147,8 @@ def http(run: Run, db: Database) -> list[Figure]:
     small = http_figure("GET /api/orders (20 orders)", db, ours, bare, 0.33, 3)
     figures.append(small)
     log(f"{label}: POST /api/orders")
-    wrk(base + "/api/orders", "post", post_file(post_tickets // 10), seconds=1)
+    if not run.quick:
+        wrk(base + "/api/orders", "post", post_file(post_tickets // 10), seconds=1)
     ours, bare = pair("/api/orders", "post", post_file(post_tickets), warm=False)
     figures.append(http_figure("POST /api/orders", db, ours, bare, 0.20, 5))
     log(f"{label}: inserting {big} orders of other users")
@@ -250,7 +254,7 @@ def catch_up(run: Run, db: Database) -> list[Figure]:
         last, done = run_until(lambda: replica_progress(db, url)[0] >= n, worker, limit, every=0.01), n
     except RuntimeError:  # too slow to wait for: the rate over what it did in the time
         last, done = time.perf_counter(), replica_progress(db, url)[0]
-    exit_code = run.stop(worker, min_age=3)
+    exit_code = run.stop(worker, min_age=1 if run.quick else 3)
 
     async def raw(js: Any) -> float:
         subscription = await js.pull_subscribe("ticket:created", durable="bench-raw", stream="tickets")
@@ -339,7 +343,7 @@ def relay(run: Run, db: Database) -> list[Figure]:
     log(f"{db.label}: relay of {n} outbox rows")
     worker = run.worker(env)
     run_until(lambda: nats_call(stored, nats_url) >= n, worker, 600)
-    exit_code = run.stop(worker, min_age=3)
+    exit_code = run.stop(worker, min_age=1 if run.quick else 3)
     messages = [("order:created", json.dumps(p).encode(), f"raw-{p['id']}") for p in payloads]
     nats_call(publish_all, nats_url, messages)
     relay_seconds, raw_seconds = nats_call(span, nats_url, 1, n), nats_call(span, nats_url, n + 1, 2 * n)
@@ -455,7 +459,7 @@ def convergence(run: Run, db: Database) -> list[Figure]:
     except RuntimeError:
         seconds = float("nan")
     count, _ = replica_progress(db, url)
-    exit_code = run.stop(worker, min_age=3)
+    exit_code = run.stop(worker, min_age=1 if run.quick else 3)
     run.stop(nats_child)
     db.release(url)
     if exit_code != 0:
