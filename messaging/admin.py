@@ -24,7 +24,7 @@ def retry_failed_event(failed: FailedEvent) -> tuple[bool, str]:
     try:
         event = listener.event_type.from_bytes(failed.payload.encode("utf-8"))
         result = listener.handle(event)
-    except Exception as exc:  # InvalidEvent, NotYet, RetryLater, Rejected, or a fault: all reported
+    except Exception as exc:  # InvalidEvent, RetryLater, Rejected, or a fault: all reported
         FailedEvent.objects.filter(pk=failed.pk).update(error=f"retry: {exc}", failed_at=timezone.now())
         return False, str(exc)
     FailedEvent.objects.filter(pk=failed.pk).update(resolved_at=timezone.now())

@@ -27,6 +27,7 @@ from messaging.listener import (
     run_db,
     set_aside,
 )
+from messaging.observability import beat
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,7 @@ async def consume_loop(
     subscription = None
     failures = 0
     while not stop.is_set():
+        beat(f"consume {listener.subject.value}")
         try:
             if subscription is None:
                 durable = await ensure_consumer(js, stream=stream, subject=listener.subject)

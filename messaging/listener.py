@@ -16,6 +16,7 @@ from django.utils.module_loading import import_string
 
 from messaging.events import EVENT_TYPES, Event, InvalidEvent, Subject, decode_json
 from messaging.models import FailedEvent
+from messaging.observability import record_outcome
 
 logger = logging.getLogger(__name__)
 
@@ -110,11 +111,13 @@ class Delivery:
     stream: str
     sequence: int
     delivered: int
+    msg_id: str = ""  # the publisher's Nats-Msg-Id, when it set one
 
     @classmethod
     def of(cls, listener: Listener, msg) -> Delivery:
         meta = msg.metadata
-        return cls(listener.subject.value, meta.stream, meta.sequence.stream, meta.num_delivered)
+        msg_id = (msg.headers or {}).get("Nats-Msg-Id", "")
+        return cls(listener.subject.value, meta.stream, meta.sequence.stream, meta.num_delivered, msg_id)
 
 
 def describe(subject: str, data: bytes) -> str:
@@ -144,17 +147,28 @@ def describe_event(event: Event) -> str:
 def report_outcome(
     delivery: Delivery, outcome: Outcome, *, about: str, reason: str = "", exc_info: bool = False
 ) -> None:
-    """The one place every message's outcome passes through (the log now; counters belong here too).
+    """The one place every message's outcome passes through: the log line and the worker's counters.
 
-    `about` says which event (`id=… version=…`), `reason` why it was rejected or is retried.
+    `about` says which event (`id=… version=…`), `reason` why it was rejected or is retried. The
+    line's fields (subject, stream sequence, msg-id, outcome) are also record attributes, so
+    LOG_FORMAT=json gives them their own keys.
     """
+    record_outcome(delivery.subject, outcome.value)
     where = f"{delivery.subject} seq={delivery.sequence} {about} delivery={delivery.delivered}"
+    fields = {
+        "subject": delivery.subject,
+        "stream_seq": delivery.sequence,
+        "msg_id": delivery.msg_id or None,
+        "outcome": outcome.value,
+        "delivery": delivery.delivered,
+    }
     if outcome is Outcome.REJECTED:
-        logger.error("rejected %s: %s", where, reason)
+        logger.error("rejected %s: %s", where, reason, extra=fields)
     elif outcome is Outcome.RETRYING:
-        logger.log(logging.ERROR if exc_info else logging.INFO, "retrying %s: %s", where, reason, exc_info=exc_info)
+        level = logging.ERROR if exc_info else logging.INFO
+        logger.log(level, "retrying %s: %s", where, reason, exc_info=exc_info, extra=fields)
     else:
-        logger.info("%s %s", outcome.value, where)
+        logger.info("%s %s", outcome.value, where, extra=fields)
 
 
 async def set_aside(delivery: Delivery, msg, error: str, *, about: str) -> Outcome:

@@ -17,11 +17,13 @@ from typing import Any
 import nats.js.errors
 from django.conf import settings
 from django.db import close_old_connections, connection, connections
+from django.utils import timezone
 from nats.js import JetStreamContext
 
 from messaging.events import encode_json
 from messaging.listener import run_db
 from messaging.models import OutboxEvent
+from messaging.observability import beat, record_published
 from messaging.outbox import outbox_mark_sent, outbox_pending, outbox_prune
 
 logger = logging.getLogger(__name__)
@@ -190,11 +192,17 @@ class Relay:
         if result.acked:
             self.unmarked.update(result.acked)
             self._mark_wanted.set()
+            acked_at = timezone.now()
+            by_id = {row.id: row for row in rows}
+            for row_id in result.acked:
+                row = by_id[row_id]
+                record_published(row.subject, (acked_at - row.created_at).total_seconds())
         return len(rows), result
 
     async def _relay_forever(self) -> None:
         failures = 0
         while not self.stop.is_set():
+            beat("relay")
             self.wake.clear()  # a commit from here on wakes the wait below
             try:
                 if len(self.unmarked) >= MAX_UNMARKED:

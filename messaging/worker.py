@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
+from collections.abc import Callable
 
 from django.conf import settings
+from django.utils import timezone
+from django.utils.module_loading import import_string
 from nats.js import JetStreamContext
 
 from messaging.consumer import consume_loop
-from messaging.jetstream import connect, ensure_streams
-from messaging.listener import Listener
+from messaging.jetstream import connect, durable_name, ensure_streams
+from messaging.listener import Listener, run_db
+from messaging.models import FailedEvent, OutboxEvent
+from messaging.observability import (
+    CONSUMER_ACK_PENDING,
+    CONSUMER_PENDING,
+    FAILED_EVENTS_OPEN,
+    HEALTH,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    MetricsServer,
+    beat,
+)
 from messaging.relay import RELAY_BATCH, relay_loop, relay_once  # noqa: F401 (imported from here by tools and tests)
 
 logger = logging.getLogger(__name__)
@@ -20,6 +35,7 @@ logger = logging.getLogger(__name__)
 # Measured (docs/profiles/worker-consume.md): bigger batches stopped paying off at about this size.
 FETCH_BATCH = 256
 FETCH_TIMEOUT_SECONDS = 1.0
+OBSERVE_EVERY_SECONDS = 5.0
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:
@@ -28,12 +44,78 @@ async def _pause(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
+@dataclasses.dataclass(frozen=True)
+class Periodic:
+    """Work the worker does every `every()` seconds, e.g. the expiration safety net; `run` is ORM code."""
+
+    name: str
+    run: Callable[[], object]
+    every: Callable[[], float]
+
+
+def registered_periodic() -> list[Periodic]:
+    """Every app's periodic tasks, from settings.WORKER_PERIODIC_TASKS."""
+    return [task for path in settings.WORKER_PERIODIC_TASKS for task in import_string(path)]
+
+
+async def periodic_loop(task: Periodic, stop: asyncio.Event) -> None:
+    failures = 0
+    while not stop.is_set():
+        beat(task.name)
+        try:
+            await run_db(task.run)
+            failures = 0
+            await _pause(stop, task.every())
+        except Exception as exc:
+            failures += 1
+            logger.warning("%s: %s: %s (retrying)", task.name, type(exc).__name__, exc)
+            await _pause(stop, min(0.2 * 2**failures, task.every()))
+
+
+def _database_gauges() -> tuple[int, float, int]:
+    """(outbox rows not yet published, age of the oldest in seconds, failed events not resolved)."""
+    pending = OutboxEvent.objects.filter(sent_at__isnull=True)
+    oldest = pending.order_by("created_at").values_list("created_at", flat=True).first()
+    age = (timezone.now() - oldest).total_seconds() if oldest else 0.0
+    return pending.count(), max(age, 0.0), FailedEvent.objects.filter(resolved_at__isnull=True).count()
+
+
+async def observe_loop(js: JetStreamContext, streams: dict, listeners: list[Listener], stop: asyncio.Event) -> None:
+    """Refresh the gauges that are read rather than counted: consumer lag, outbox backlog, open failures."""
+    while not stop.is_set():
+        beat("observe")
+        try:
+            for listener in listeners:
+                info = await js.consumer_info(streams[listener.subject], durable_name(listener.subject))
+                CONSUMER_PENDING.labels(subject=listener.subject.value).set(info.num_pending or 0)
+                CONSUMER_ACK_PENDING.labels(subject=listener.subject.value).set(info.num_ack_pending or 0)
+            backlog, oldest_age, failed_open = await run_db(_database_gauges)
+            OUTBOX_BACKLOG.set(backlog)
+            OUTBOX_OLDEST_AGE.set(oldest_age)
+            FAILED_EVENTS_OPEN.set(failed_open)
+        except Exception as exc:  # NATS or the database away: the gauges keep their last values
+            logger.debug("observe: %s: %s", type(exc).__name__, exc)
+        await _pause(stop, OBSERVE_EVERY_SECONDS)
+
+
 class Worker:
     """Runs until `stop` is set (SIGTERM/SIGINT in `run_listeners`), then drains and returns."""
 
-    def __init__(self, listeners: list[Listener], *, stop: asyncio.Event | None = None) -> None:
+    def __init__(
+        self,
+        listeners: list[Listener],
+        *,
+        stop: asyncio.Event | None = None,
+        periodic: list[Periodic] | None = None,
+        metrics_port: int | None = None,
+    ) -> None:
+        """`periodic`: tasks run every so often beside the loops (run_listeners: WORKER_PERIODIC_TASKS).
+        `metrics_port`: serve /metrics and /healthz there (0: any free port; None: not at all)."""
         self.listeners = listeners
         self.stop = stop or asyncio.Event()
+        self.periodic = periodic or []
+        self.metrics_port = metrics_port
+        self.metrics_server: MetricsServer | None = None
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -70,10 +152,27 @@ class Worker:
         return None
 
     async def run(self) -> None:
+        loops = [f"consume {listener.subject.value}" for listener in self.listeners]
+        loops += ["relay", "observe", *(task.name for task in self.periodic)]
+        HEALTH.expect(loops)
+        HEALTH.stall_seconds = settings.WORKER_STALL_SECONDS
+        HEALTH.nats_down_seconds = settings.WORKER_NATS_DOWN_SECONDS
+        if self.metrics_port is not None:
+            self.metrics_server = MetricsServer(
+                host=settings.WORKER_METRICS_HOST, port=self.metrics_port, health=HEALTH
+            ).start()
+        try:
+            await self._run()
+        finally:
+            if self.metrics_server is not None:
+                self.metrics_server.stop()
+
+    async def _run(self) -> None:
         logger.info("connecting to NATS at %s", settings.NATS_URL)
         client = await self._until_stop(connect(name=f"{settings.NATS_QUEUE_GROUP}-worker"))
         if client is None:
             return
+        HEALTH.watch(client)
         try:
             js = client.jetstream()
             streams = await self._until_stop(self._setup_streams(js))
@@ -96,6 +195,8 @@ class Worker:
                 for listener in self.listeners
             ]
             tasks.append(asyncio.create_task(relay_loop(js, self.stop)))
+            tasks.append(asyncio.create_task(observe_loop(js, streams, self.listeners, self.stop)))
+            tasks += [asyncio.create_task(periodic_loop(task, self.stop)) for task in self.periodic]
             await asyncio.gather(*tasks)
         finally:
             # The loops have finished their work; flush so the last acks reach the server, then close.

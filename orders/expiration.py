@@ -8,6 +8,8 @@ import logging
 from django.conf import settings
 from django.utils import timezone
 
+from messaging.observability import record_expired
+from messaging.worker import Periodic
 from orders.models import ORDER_CANCELLABLE_STATUSES, Order
 from orders.services import Outcome, order_cancel
 
@@ -44,3 +46,17 @@ def expire_overdue_orders(*, grace_seconds: float | None = None, limit: int = 20
                 order.expires_at.isoformat(),
             )
     return expired
+
+
+def sweep_overdue_orders() -> int:
+    """The worker's periodic task: expire what is overdue, in rounds until nothing is left."""
+    total = 0
+    while expired := expire_overdue_orders():
+        total += expired
+        record_expired(expired)
+    return total
+
+
+PERIODIC = [
+    Periodic("expiration sweep", sweep_overdue_orders, every=lambda: settings.EXPIRATION_SWEEP_SECONDS),
+]

@@ -287,6 +287,14 @@ NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
 NATS_STREAM = os.environ.get("NATS_STREAM", "ticketing")
 NATS_STREAM_REPLICAS = int(os.environ.get("NATS_STREAM_REPLICAS", "1"))  # 3 on a clustered JetStream
 NATS_QUEUE_GROUP = "orders-service"
+# The worker's /metrics and /healthz (0: any free port). /healthz fails when a loop has made no
+# progress for WORKER_STALL_SECONDS, or NATS has been unreachable for WORKER_NATS_DOWN_SECONDS.
+WORKER_METRICS_HOST = os.environ.get("WORKER_METRICS_HOST", "0.0.0.0")  # noqa: S104 (the pod's probes)
+WORKER_METRICS_PORT = int(os.environ.get("WORKER_METRICS_PORT", "9102"))
+WORKER_STALL_SECONDS = envfloat("WORKER_STALL_SECONDS", 60)
+WORKER_NATS_DOWN_SECONDS = envfloat("WORKER_NATS_DOWN_SECONDS", 120)
+# Work the worker does every so often beside its listeners, by app.
+WORKER_PERIODIC_TASKS = ["orders.expiration.PERIODIC"]
 # The listeners `run_listeners` runs (and the admin's retry uses), by app.
 EVENT_LISTENERS = ["tickets_replica.listeners.LISTENERS", "orders.listeners.LISTENERS"]
 # How long JetStream remembers a Nats-Msg-Id; a relay that died between publishing and
@@ -302,7 +310,9 @@ OUTBOX_SQLITE_WAKE_SECONDS = envfloat("OUTBOX_SQLITE_WAKE_SECONDS", 0.005)
 EVENT_RETRY_BASE_SECONDS = envfloat("EVENT_RETRY_BASE_SECONDS", 0.5)
 EVENT_RETRY_MAX_SECONDS = envfloat("EVENT_RETRY_MAX_SECONDS", 10)
 EVENT_MAX_DELIVERIES = int(os.environ.get("EVENT_MAX_DELIVERIES", "10"))
-EVENT_ACK_WAIT_SECONDS = envfloat("EVENT_ACK_WAIT_SECONDS", 30)
+# What a killed worker held comes back to the others after this long. A batch applies in well under
+# a second; a redelivery of one that was merely slow changes nothing (every apply is idempotent).
+EVENT_ACK_WAIT_SECONDS = envfloat("EVENT_ACK_WAIT_SECONDS", 10)
 
 # Observability: Prometheus metrics at /metrics (django-prometheus; gunicorn.conf.py sets
 # PROMETHEUS_MULTIPROC_DIR so every worker process is counted), a request id on every request

@@ -7,6 +7,8 @@ os.environ.setdefault("SECRET_KEY", "test-secret-key-not-used-outside-tests-0123
 os.environ.setdefault("EVENT_RETRY_BASE_SECONDS", "0.05")
 os.environ.setdefault("EVENT_RETRY_MAX_SECONDS", "0.5")
 os.environ.setdefault("EVENT_ACK_WAIT_SECONDS", "5")
+# Workers started by tests (several at once) serve their metrics on free ports, never on 9102.
+os.environ.setdefault("WORKER_METRICS_PORT", "0")
 
 from ticketing_orders.settings import *  # noqa: F403
 

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from messaging.listener import registered_listeners
-from messaging.worker import Worker
+from messaging.worker import Worker, registered_periodic
 
 
 class Command(BaseCommand):
-    help = "Run the NATS JetStream listeners and the outbox relay; SIGTERM/SIGINT drain and exit 0."
+    help = "Run the NATS JetStream listeners, the outbox relay and the periodic tasks (metrics and /healthz on WORKER_METRICS_PORT); SIGTERM/SIGINT drain and exit 0."
 
     def handle(self, *args, **options):
         async def main() -> None:
-            worker = Worker(list(registered_listeners().values()))
+            worker = Worker(
+                list(registered_listeners().values()),
+                periodic=registered_periodic(),
+                metrics_port=settings.WORKER_METRICS_PORT,
+            )
             worker.install_signal_handlers()
             await worker.run()
 

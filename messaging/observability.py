@@ -1,0 +1,170 @@
+"""What the worker tells operators: Prometheus metrics and a liveness answer on WORKER_METRICS_PORT."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from wsgiref.simple_server import make_server
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
+
+from messaging.events import Subject
+
+logger = logging.getLogger(__name__)
+
+EVENTS = Counter(
+    "orders_worker_events",
+    "Consumed events by subject and outcome (applied, ignored, rejected, retrying)",
+    ["subject", "outcome"],
+)
+CONSUMER_PENDING = Gauge(
+    "orders_worker_consumer_pending", "Messages on the stream not yet delivered to the durable consumer", ["subject"]
+)
+CONSUMER_ACK_PENDING = Gauge(
+    "orders_worker_consumer_ack_pending", "Messages delivered to the consumer and not yet acknowledged", ["subject"]
+)
+OUTBOX_BACKLOG = Gauge("orders_worker_outbox_backlog", "Outbox rows not yet published")
+OUTBOX_OLDEST_AGE = Gauge(
+    "orders_worker_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row (0: none)"
+)
+RELAY_LATENCY = Histogram(
+    "orders_worker_relay_publish_seconds",
+    "From an outbox row's commit to the stream's acknowledgement of its publish",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+FAILED_EVENTS_OPEN = Gauge("orders_worker_failed_events_open", "Failed events set aside and not resolved")
+ORDERS = Counter(
+    "orders_worker_orders",
+    "Order changes: created and cancelled as their events are published (by any process), "
+    "expired (expiration:complete or the safety net) and completed (payment:created) as applied",
+    ["change"],
+)
+NATS_CONNECTED = Gauge("orders_worker_nats_connected", "1 while the worker is connected to NATS")
+
+# Event outcomes that change an order, by subject.
+_ORDER_CHANGE_BY_SUBJECT = {Subject.EXPIRATION_COMPLETE.value: "expired", Subject.PAYMENT_CREATED.value: "completed"}
+_ORDER_CHANGE_BY_PUBLISHED = {Subject.ORDER_CREATED.value: "created", Subject.ORDER_CANCELLED.value: "cancelled"}
+
+
+def record_outcome(subject: str, outcome: str, count: int = 1) -> None:
+    """One consumed event (or `count` of them) settled with `outcome`."""
+    EVENTS.labels(subject=subject, outcome=outcome).inc(count)
+    if outcome == "applied" and subject in _ORDER_CHANGE_BY_SUBJECT:
+        ORDERS.labels(change=_ORDER_CHANGE_BY_SUBJECT[subject]).inc(count)
+
+
+def record_published(subject: str, latency_seconds: float) -> None:
+    """One outbox row acknowledged by the stream, `latency_seconds` after its commit."""
+    RELAY_LATENCY.observe(max(latency_seconds, 0.0))
+    if subject in _ORDER_CHANGE_BY_PUBLISHED:
+        ORDERS.labels(change=_ORDER_CHANGE_BY_PUBLISHED[subject]).inc()
+
+
+def record_expired(count: int) -> None:
+    """Orders expired by the safety net."""
+    if count:
+        ORDERS.labels(change="expired").inc(count)
+
+
+class WorkerHealth:
+    """Alive = every loop has beaten recently, and NATS is connected or has been away only briefly.
+
+    Each loop calls `beat(name)` once per pass (a fetch that times out is a pass); a loop stuck
+    for `stall_seconds` (a deadlock, a hung database call) makes the worker unhealthy, and so
+    does NATS being unreachable for longer than `nats_down_seconds`, so Kubernetes restarts it.
+    """
+
+    def __init__(self, *, stall_seconds: float, nats_down_seconds: float) -> None:
+        self.stall_seconds = stall_seconds
+        self.nats_down_seconds = nats_down_seconds
+        self._beats: dict[str, float] = {}
+        self._client = None
+        self._away_since: float | None = None
+        self._lock = threading.Lock()
+
+    def expect(self, loops: Iterable[str]) -> None:
+        """Register the loops that must beat (each counts as just started)."""
+        now = time.monotonic()
+        with self._lock:
+            self._beats.update(dict.fromkeys(loops, now))
+
+    def beat(self, loop: str) -> None:
+        self._beats[loop] = time.monotonic()
+
+    def watch(self, client) -> None:
+        self._client = client
+
+    def check(self) -> tuple[bool, dict]:
+        now = time.monotonic()
+        problems: dict[str, str] = {}
+        with self._lock:
+            beats = dict(self._beats)
+        if not beats:
+            problems["loops"] = "not started"
+        for loop, last in beats.items():
+            if now - last > self.stall_seconds:
+                problems[loop] = f"no progress for {now - last:.0f}s"
+        client = self._client
+        connected = client is not None and client.is_connected
+        NATS_CONNECTED.set(1 if connected else 0)
+        if connected:
+            self._away_since = None
+        else:
+            self._away_since = self._away_since or now
+            away = now - self._away_since
+            if client is None and away > self.nats_down_seconds:
+                problems["nats"] = f"not connected after {away:.0f}s"
+            elif client is not None and away > self.nats_down_seconds:
+                problems["nats"] = f"reconnecting for {away:.0f}s"
+        return not problems, problems
+
+
+# The worker process's one health state: its loops beat it, /healthz reads it.
+HEALTH = WorkerHealth(stall_seconds=60, nats_down_seconds=120)
+
+
+def beat(loop: str) -> None:
+    """Called by each worker loop once per pass."""
+    HEALTH.beat(loop)
+
+
+class MetricsServer:
+    """/metrics and /healthz on their own small HTTP server, in a thread: they answer even while
+    the event loop is busy, which is what a liveness probe must see through."""
+
+    def __init__(self, *, host: str, port: int, health: WorkerHealth, registry=REGISTRY) -> None:
+        self.health = health
+        metrics_app = make_wsgi_app(registry)
+
+        def app(environ, start_response):
+            path = environ.get("PATH_INFO", "")
+            if path == "/healthz":
+                healthy, problems = health.check()
+                body = json.dumps({"status": "ok" if healthy else "unavailable", "problems": problems}).encode()
+                start_response(
+                    "200 OK" if healthy else "503 Service Unavailable",
+                    [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+                )
+                return [body]
+            if path == "/metrics":
+                return metrics_app(environ, start_response)
+            body = b'{"errors": [{"message": "Not Found"}]}'
+            start_response("404 Not Found", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+
+        self.server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_SilentHandler)
+        self.port = self.server.server_port
+        self.thread = threading.Thread(target=self.server.serve_forever, name="worker-metrics", daemon=True)
+
+    def start(self) -> MetricsServer:
+        self.thread.start()
+        logger.info("metrics and /healthz on port %s", self.port)
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
