@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import sys
+import tempfile
 
 
 def _jwt_key_missing() -> str | None:
@@ -54,3 +56,20 @@ graceful_timeout = 20
 accesslog = "-"
 # No runtime control socket (gunicorn 27 would create one in $HOME): nothing here uses it.
 control_socket_disable = True
+
+# Prometheus metrics of every worker process: each writes its samples to files in
+# PROMETHEUS_MULTIPROC_DIR, and /metrics (django-prometheus) adds them up. A fresh directory per
+# start, unless one is given (its old samples are cleared: they belong to processes long gone).
+if _metrics_dir := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.makedirs(_metrics_dir, exist_ok=True)
+    for _stale in glob.glob(os.path.join(_metrics_dir, "*.db")):
+        os.remove(_stale)
+else:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="orders-metrics-")
+
+
+def child_exit(server, worker) -> None:
+    """A worker process is gone: its live gauges stop counting (its counters stay in the sums)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
