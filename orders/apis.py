@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.ids import is_object_id
+from common.ids import OBJECT_ID_RE, is_object_id
 from orders.representation import order_row, order_to_dict, render_json
 from orders.selectors import UNKNOWN_CURSOR_MESSAGE, order_row_get_for_user
 from orders.selectors import order_rows_for_user as order_list  # the list view's one read
@@ -41,7 +41,7 @@ LIMIT_MESSAGE = f"limit must be a whole number from 1 to {MAX_PAGE_SIZE}"
 AFTER_MESSAGE = "after must be an order id (24 hex)"
 PAGE_LIMIT = OpenApiParameter(
     "limit",
-    int,
+    {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
     OpenApiParameter.QUERY,
     description=(
         f"Paging: at most this many orders (1 to {MAX_PAGE_SIZE}; anything else is a 400 `{LIMIT_MESSAGE}`). "
@@ -53,6 +53,7 @@ PAGE_AFTER = OpenApiParameter(
     "after",
     str,
     OpenApiParameter.QUERY,
+    pattern=f"^{OBJECT_ID_RE.pattern}$",
     description=(
         "Paging: only the orders after this one (the last id of the previous page), oldest first. Not 24 hex: "
         f"400 `{AFTER_MESSAGE}`. It must be one of the caller's orders: an unknown id and someone else's get "
@@ -96,14 +97,12 @@ class OrderListCreateApi(APIView):
         parameters=[PAGE_LIMIT, PAGE_AFTER],
         responses={
             200: OrderSerializer(many=True),
+            400: OpenApiResponse(ErrorsSerializer, description="A bad `limit` or `after` (`field` names it)"),
             401: NOT_AUTHORIZED,
         },
     )
     def get(self, request):
-        """The caller's orders, oldest first, each with its ticket; a page of them with `limit`/`after`.
-
-        A bad `limit` or `after` is a 400 in the errors shape, with `field` naming the parameter.
-        """
+        """The caller's orders, oldest first, each with its ticket; a page of them with `limit`/`after`."""
         limit, after = page_parameters(request.query_params)
         # One row more than the page tells whether another page follows, without a COUNT.
         rows = order_list(user_id=request.user.id, after=after, limit=None if limit is None else limit + 1)

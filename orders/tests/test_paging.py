@@ -276,6 +276,10 @@ def test_the_openapi_document_describes_the_paging_parameters(client):
     assert set(parameters) == {"limit", "after"}
     assert {p["in"] for p in parameters.values()} == {"query"}
     assert not any(p.get("required") for p in parameters.values())
-    assert parameters["limit"]["schema"]["type"] == "integer"
+    assert parameters["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 1000}
+    assert parameters["after"]["schema"] == {"type": "string", "pattern": "^[0-9a-fA-F]{24}$"}
+    assert operation["responses"]["400"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Errors"
+    }
     assert 'rel="next"' in parameters["limit"]["description"]
     assert "someone else's" in parameters["after"]["description"]
