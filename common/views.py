@@ -9,6 +9,7 @@ from django.http import JsonResponse
 from health_check.views import HealthCheckView
 
 from common.exceptions import api_exception_for, error_body
+from common.health import readiness_checks
 
 
 class ProbeView(HealthCheckView):
@@ -26,7 +27,7 @@ class ProbeView(HealthCheckView):
 
 
 liveness = ProbeView.as_view(checks=())
-readiness = ProbeView.as_view(checks=("health_check.checks.Database",))
+readiness = ProbeView.as_view(checks=readiness_checks())
 
 
 def schema_paths_without_optional_slash(endpoints, **kwargs):

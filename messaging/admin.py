@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
@@ -12,6 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from common.admin import ReadOnlyModelAdmin, ViewOnlyPagesMixin
+from common.db import atomic
 from messaging.listener import registered_listeners
 from messaging.models import FailedEvent, OutboxEvent
 
@@ -69,7 +69,7 @@ class FailedEventAdmin(ViewOnlyPagesMixin, admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def _retry(self, request, failed: FailedEvent) -> None:
-        with transaction.atomic():
+        with atomic():
             ok, detail = retry_failed_event(failed)
         level = messages.SUCCESS if ok else messages.WARNING
         self.message_user(request, f"{failed.subject} #{failed.stream_sequence}: {detail}", level)

@@ -7,9 +7,10 @@ import contextlib
 import logging
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError
 from nats.js import JetStreamContext
 
+from common.db import atomic
 from messaging.events import Event, InvalidEvent
 from messaging.jetstream import ensure_consumer
 from messaging.listener import (
@@ -80,7 +81,7 @@ async def process_batch(listener: Listener, messages: list, *, stop: asyncio.Eve
     waited_long = [d for _, _, _, d in good if d.delivered > settings.EVENT_MAX_DELIVERIES]
 
     def apply_together() -> list[str]:
-        with transaction.atomic():
+        with atomic():
             results = listener.handle_batch(events)
         for delivery in waited_long:  # shown to an operator while it could not apply: cleared now
             resolve_failure(stream=delivery.stream, sequence=delivery.sequence)

@@ -10,10 +10,11 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, close_old_connections, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from common.db import atomic
 from messaging.events import EVENT_TYPES, Event, InvalidEvent, Subject, decode_json
 from messaging.models import FailedEvent
 from messaging.observability import record_outcome
@@ -218,7 +219,7 @@ async def apply_message(listener: Listener, msg, event: Event, delivery: Deliver
 
     def apply() -> str:
         # One transaction for the whole handler: a failure halfway leaves nothing to redeliver onto.
-        with transaction.atomic():
+        with atomic():
             result = listener.handle(event)
         if delivery.delivered > settings.EVENT_MAX_DELIVERIES:
             resolve_failure(stream=delivery.stream, sequence=delivery.sequence)

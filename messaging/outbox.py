@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from collections.abc import Collection
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
+from common.db import atomic, in_transaction
 from messaging.events import Event
 from messaging.models import OutboxEvent
 
 
 def outbox_enqueue(*, event: Event) -> OutboxEvent:
     """Record `event` for publishing; only inside the transaction that makes the change it reports."""
-    if not connection.in_atomic_block:
+    if not in_transaction():
         raise RuntimeError("outbox_enqueue must run inside the transaction of the change it reports")
     # Round-trip through the schema: what we publish is checked like what we consume.
     payload = type(event).from_payload(event.to_payload()).to_payload()
@@ -49,15 +49,15 @@ def outbox_mark_sent(*, ids: list[str]) -> int:
     now = timezone.now()
     marked = 0
     # One transaction: on SQLite, one wait for the write lock rather than one per statement.
-    with transaction.atomic() if connection.features.supports_transactions else contextlib.nullcontext():
+    with atomic():
         for start in range(0, len(ids), chunk):
             batch = ids[start : start + chunk]
             marked += OutboxEvent.objects.filter(id__in=batch, sent_at__isnull=True).update(sent_at=now)
     return marked
 
 
-@transaction.atomic
 def outbox_prune(*, older_than: dt.timedelta) -> int:
     """Forget events published long ago (the stream keeps them)."""
-    deleted, _ = OutboxEvent.objects.filter(sent_at__lt=timezone.now() - older_than).delete()
+    with atomic():
+        deleted, _ = OutboxEvent.objects.filter(sent_at__lt=timezone.now() - older_than).delete()
     return deleted

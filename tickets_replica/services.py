@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 
 from django.db import IntegrityError, connection, transaction
 
+from common.db import atomic
 from tickets_replica.models import Ticket
 
 
@@ -149,7 +150,7 @@ def tickets_apply(*, changes: Sequence[TicketChange], sql: bool | None = None) -
             updates[change.id] = change
         seen.add(change.id)
 
-    with transaction.atomic():
+    with atomic():
         before = _ticket_versions(seen)
         changed: set[str] = set()
         if inserts:

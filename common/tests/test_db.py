@@ -1,0 +1,77 @@
+"""common.db: the one place transactions come from, Django's on SQL databases, the backend's own on MongoDB."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection, connections, transaction
+
+from common import db
+
+pytestmark = pytest.mark.django_db(transaction=True)  # real commits, not a test-wide atomic block
+
+
+def test_on_sql_databases_it_is_djangos_atomic():
+    assert not db.is_mongodb()
+    assert not db.in_transaction()
+    with db.atomic():
+        assert db.in_transaction()
+        assert connection.in_atomic_block
+    assert isinstance(db.atomic(), transaction.Atomic)
+
+
+def test_on_commit_runs_after_the_commit_only():
+    ran = []
+    with db.atomic():
+        db.on_commit(lambda: ran.append("committed"))
+        assert ran == []
+    assert ran == ["committed"]
+    with pytest.raises(RuntimeError), db.atomic():
+        db.on_commit(lambda: ran.append("rolled back"))
+        raise RuntimeError
+    assert ran == ["committed"]
+
+
+@pytest.fixture
+def mongodb_alias():
+    """A django-mongodb-backend connection to a MongoDB that is not there (none can run on this machine)."""
+    base = pytest.importorskip("django_mongodb_backend.base")
+    from messaging.embedded import free_port
+
+    settings_dict = {
+        **connections["default"].settings_dict,
+        "ENGINE": "django_mongodb_backend",
+        "NAME": "orders",
+        "HOST": f"mongodb://127.0.0.1:{free_port()}/orders?serverSelectionTimeoutMS=300&connectTimeoutMS=300",
+        "OPTIONS": {},
+    }
+    connections["mongo"] = base.DatabaseWrapper(settings_dict, alias="mongo")
+    yield "mongo"
+    connections["mongo"].close()
+    del connections["mongo"]
+
+
+def test_on_mongodb_it_is_the_backends_transaction_api(mongodb_alias):
+    from django_mongodb_backend.transaction import Atomic as MongoAtomic
+    from pymongo.errors import ServerSelectionTimeoutError
+
+    assert db.is_mongodb(mongodb_alias)
+    # Django's own atomic() does nothing there (the backend reports no transactions)...
+    assert connections[mongodb_alias].features.supports_transactions is False
+    # ...so the services get the backend's, which opens a session transaction on the server.
+    assert isinstance(db.atomic(mongodb_alias), MongoAtomic)
+    with pytest.raises(ServerSelectionTimeoutError), db.atomic(mongodb_alias):
+        pass  # starting the transaction needs the (absent) replica set
+    assert not db.in_transaction(mongodb_alias)
+
+
+def test_readiness_pings_mongodb_and_says_when_it_does_not_answer(mongodb_alias):
+    from common.health import MongoDatabase
+
+    with pytest.raises(Exception, match="MongoDB did not answer ping: ServerSelectionTimeoutError"):
+        MongoDatabase(alias=mongodb_alias).run()
+
+
+def test_readiness_runs_select_1_on_sql_databases():
+    from common.health import readiness_checks
+
+    assert readiness_checks() == ("health_check.checks.Database",)
