@@ -7,6 +7,8 @@ import os
 import sys
 import tempfile
 
+from common.access_log import ACCESS_LOG_FORMAT, json_logconfig
+
 
 def _jwt_key_missing() -> str | None:
     """Why the settings would refuse JWT_KEY (as ticketing_orders.settings reads it), or None."""
@@ -73,3 +75,8 @@ def child_exit(server, worker) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+# Access lines carry the request id; with LOG_FORMAT=json gunicorn's own lines are JSON too.
+access_log_format = ACCESS_LOG_FORMAT
+if os.environ.get("LOG_FORMAT") == "json":
+    logconfig_dict = json_logconfig(os.environ.get("LOG_LEVEL", "INFO"))
