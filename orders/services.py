@@ -11,6 +11,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Model
 from django.utils import timezone
 
+from common.db import atomic
 from common.exceptions import BadRequest, NotFound
 from common.ids import new_object_id
 from messaging.events import OrderCancelled, OrderCreated
@@ -53,7 +54,7 @@ SQL_VENDORS = frozenset({"sqlite", "postgresql"})
 
 def order_create(*, user_id: str, ticket_id: str) -> Order:
     """Reserve `ticket_id` for `user_id` until the expiration window ends, and announce it."""
-    with transaction.atomic():
+    with atomic():
         ticket = ticket_get(ticket_id=ticket_id)
         if ticket is None:
             raise TicketNotFound()
@@ -187,7 +188,7 @@ def order_cancel(*, order_id: str) -> tuple[Outcome, Order]:
 
     A cancelled order stays as it is (UNCHANGED); a complete one cannot be cancelled (REFUSED).
     """
-    with transaction.atomic():
+    with atomic():
         outcome, order = _order_transition(
             order_id=order_id, from_statuses=ORDER_CANCELLABLE_STATUSES, to_status=OrderStatus.CANCELLED
         )
@@ -207,7 +208,7 @@ def order_cancel_by_user(*, order_id: str) -> Order:
 
 def order_complete(*, order_id: str) -> tuple[Outcome, Order]:
     """Mark a paid order complete. A cancelled order is REFUSED: the payment needs an operator."""
-    with transaction.atomic():
+    with atomic():
         outcome, order = _order_transition(
             order_id=order_id, from_statuses=ORDER_CANCELLABLE_STATUSES, to_status=OrderStatus.COMPLETE
         )
