@@ -35,6 +35,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--code", type=Path, default=REPO, help="the checkout to measure (default: this one)")
     parser.add_argument("--out", type=Path, help="the Markdown page (default docs/benchmarks.md for this checkout)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, SQLite files)")
     args = parser.parse_args()
     args.code = args.code.resolve()
     args.db = args.db or ("sqlite" if args.quick else "sqlite,postgres")
@@ -87,7 +88,7 @@ def main() -> int:
     figures: list[Figure] = []
     failures: list[str] = []
     started = time.monotonic()
-    with temp_workdir() as workdir:
+    with temp_workdir(keep=args.keep) as workdir:
         run = Run(code=args.code, workdir=workdir, quick=args.quick)
         databases = [
             Database(kind, args.postgres_url if kind == "postgres" else "", workdir) for kind in args.db.split(",")

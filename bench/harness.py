@@ -507,9 +507,12 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 
 @contextlib.contextmanager
-def temp_workdir() -> Iterator[Path]:
+def temp_workdir(*, keep: bool = False) -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="bench-hb-"))
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        if keep:
+            log(f"logs and databases kept in {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
