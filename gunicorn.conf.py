@@ -36,14 +36,17 @@ if _jwt_key_problem := _jwt_key_missing():
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:3000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 
-# The default worker is gthread with one change (common/gunicorn_worker.py): the main thread's poller
-# reads each whole request (head, then body) without blocking, under REQUEST_READ_TIMEOUT (default 10 s,
-# then the connection is dropped), and only then hands it to one of `threads` threads. Plain gthread
-# hands a connection to a thread at its first byte and the thread then waits for the rest with no
-# deadline: ten clients trickling or stalling their requests held all 2 x 4 threads and everyone else
-# waited (docs/profiles/server.md). gevent also withstands them, but its greenlets break Django's async
-# views (the health probes); the measured costs are in docs/profiles/server.md.
-# GUNICORN_WORKER_CLASS=gthread or gevent selects those instead.
+# The default worker is gthread with one change (common/gunicorn_worker.py): a thread serves only a
+# request that is whole in memory. A thread makes gthread's first read, without blocking; a request
+# still incomplete waits in the main thread's poller, which reads the rest under REQUEST_READ_TIMEOUT
+# (default 10 s, then the connection is closed). Plain gthread hands a connection to a thread at its
+# first byte and the thread then waits for the rest with no deadline: ten clients trickling or
+# stalling their requests held all 2 x 4 threads and everyone else waited. Chosen by measurement
+# (docs/profiles/server.md): with 50 such clients for 60 s the others' p99 was 58 ms, and CPU per
+# request stayed gthread's (medians 0.89-1.07 of it on every route, SQLite and PostgreSQL). gevent
+# also withstands slow clients, but cost up to 1.4x gthread's CPU per request on the database routes,
+# needs a PostgreSQL pool (a connection per client connection otherwise), and its greenlets break
+# Django's async views (the health probes). GUNICORN_WORKER_CLASS=gthread or gevent selects those.
 # psycopg 3 cooperates with gevent's monkey-patching by itself; nothing here may import Django or
 # psycopg, since the gevent worker patches only after this file is read.
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "common.gunicorn_worker.PrereadThreadWorker")
