@@ -187,7 +187,8 @@ class PrereadThreadWorker(ThreadWorker):
     request of almost every client, and serves it from memory; a request still incomplete goes back
     to the main thread's poller, which reads the rest without blocking under a total deadline
     (REQUEST_READ_TIMEOUT) and hands it to a thread once whole. The first read stays in the thread,
-    as in gthread: in the main thread its GIL round trip would delay every other connection's turn.
+    as in gthread: made in the main thread, which every connection of the worker waits on, it
+    measured fewer requests per second under load (docs/profiles/server.md).
     """
 
     @classmethod
