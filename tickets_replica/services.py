@@ -88,6 +88,9 @@ def _tickets_insert_missing_orm(changes: Sequence[TicketChange]) -> set[str]:
     """`tickets_insert_missing` for backends without ON CONFLICT ... RETURNING (MongoDB)."""
     changed = set()
     for change in changes:
+        # Looked up first: inside a MongoDB transaction a duplicate-key error aborts the whole transaction.
+        if Ticket.objects.filter(id=change.id).exists():
+            continue
         try:
             with transaction.atomic():
                 Ticket.objects.create(id=change.id, title=change.title, price=change.price, version=change.version)
