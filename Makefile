@@ -13,6 +13,8 @@ export WEB_CONCURRENCY ?= 2
 # to the network (gunicorn.conf.py's own default, the container's).
 export PORT ?= 3000
 export GUNICORN_BIND ?= 127.0.0.1:$(PORT)
+# The worker's /metrics and /healthz (port 9102), on the loopback interface too.
+export WORKER_METRICS_HOST ?= 127.0.0.1
 
 .PHONY: run test lint setup clean bench browser
 
