@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
 import time
 from collections.abc import Iterable
+from types import SimpleNamespace
 from wsgiref.simple_server import make_server
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, make_wsgi_app
@@ -16,34 +18,47 @@ from messaging.events import Subject
 
 logger = logging.getLogger(__name__)
 
-EVENTS = Counter(
-    "orders_worker_events",
-    "Consumed events by subject and outcome (applied, ignored, rejected, retrying)",
-    ["subject", "outcome"],
-)
-CONSUMER_PENDING = Gauge(
-    "orders_worker_consumer_pending", "Messages on the stream not yet delivered to the durable consumer", ["subject"]
-)
-CONSUMER_ACK_PENDING = Gauge(
-    "orders_worker_consumer_ack_pending", "Messages delivered to the consumer and not yet acknowledged", ["subject"]
-)
-OUTBOX_BACKLOG = Gauge("orders_worker_outbox_backlog", "Outbox rows not yet published")
-OUTBOX_OLDEST_AGE = Gauge(
-    "orders_worker_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row (0: none)"
-)
-RELAY_LATENCY = Histogram(
-    "orders_worker_relay_publish_seconds",
-    "From an outbox row's commit to the stream's acknowledgement of its publish",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-)
-FAILED_EVENTS_OPEN = Gauge("orders_worker_failed_events_open", "Failed events set aside and not resolved")
-ORDERS = Counter(
-    "orders_worker_orders",
-    "Order changes: created and cancelled as their events are published (by any process), "
-    "expired (expiration:complete or the safety net) and completed (payment:created) as applied",
-    ["change"],
-)
-NATS_CONNECTED = Gauge("orders_worker_nats_connected", "1 while the worker is connected to NATS")
+
+@functools.cache
+def worker_metrics() -> SimpleNamespace:
+    """The worker's metrics, made on first use: the API processes import this module (through the
+    listeners) but must not export worker metrics, which under gunicorn's multiprocess collection
+    would show as zeros beside the API's own."""
+    return SimpleNamespace(
+        events=Counter(
+            "orders_worker_events",
+            "Consumed events by subject and outcome (applied, ignored, rejected, retrying)",
+            ["subject", "outcome"],
+        ),
+        consumer_pending=Gauge(
+            "orders_worker_consumer_pending",
+            "Messages on the stream not yet delivered to the durable consumer",
+            ["subject"],
+        ),
+        consumer_ack_pending=Gauge(
+            "orders_worker_consumer_ack_pending",
+            "Messages delivered to the consumer and not yet acknowledged",
+            ["subject"],
+        ),
+        outbox_backlog=Gauge("orders_worker_outbox_backlog", "Outbox rows not yet published"),
+        outbox_oldest_age=Gauge(
+            "orders_worker_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row (0: none)"
+        ),
+        relay_latency=Histogram(
+            "orders_worker_relay_publish_seconds",
+            "From an outbox row's commit to the stream's acknowledgement of its publish",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        ),
+        failed_events_open=Gauge("orders_worker_failed_events_open", "Failed events set aside and not resolved"),
+        orders=Counter(
+            "orders_worker_orders",
+            "Order changes: created and cancelled as their events are published (by any process), "
+            "expired (expiration:complete or the safety net) and completed (payment:created) as applied",
+            ["change"],
+        ),
+        nats_connected=Gauge("orders_worker_nats_connected", "1 while the worker is connected to NATS"),
+    )
+
 
 # Event outcomes that change an order, by subject.
 _ORDER_CHANGE_BY_SUBJECT = {Subject.EXPIRATION_COMPLETE.value: "expired", Subject.PAYMENT_CREATED.value: "completed"}
@@ -52,22 +67,24 @@ _ORDER_CHANGE_BY_PUBLISHED = {Subject.ORDER_CREATED.value: "created", Subject.OR
 
 def record_outcome(subject: str, outcome: str, count: int = 1) -> None:
     """One consumed event (or `count` of them) settled with `outcome`."""
-    EVENTS.labels(subject=subject, outcome=outcome).inc(count)
+    metrics = worker_metrics()
+    metrics.events.labels(subject=subject, outcome=outcome).inc(count)
     if outcome == "applied" and subject in _ORDER_CHANGE_BY_SUBJECT:
-        ORDERS.labels(change=_ORDER_CHANGE_BY_SUBJECT[subject]).inc(count)
+        metrics.orders.labels(change=_ORDER_CHANGE_BY_SUBJECT[subject]).inc(count)
 
 
 def record_published(subject: str, latency_seconds: float) -> None:
     """One outbox row acknowledged by the stream, `latency_seconds` after its commit."""
-    RELAY_LATENCY.observe(max(latency_seconds, 0.0))
+    metrics = worker_metrics()
+    metrics.relay_latency.observe(max(latency_seconds, 0.0))
     if subject in _ORDER_CHANGE_BY_PUBLISHED:
-        ORDERS.labels(change=_ORDER_CHANGE_BY_PUBLISHED[subject]).inc()
+        metrics.orders.labels(change=_ORDER_CHANGE_BY_PUBLISHED[subject]).inc()
 
 
 def record_expired(count: int) -> None:
     """Orders expired by the safety net."""
     if count:
-        ORDERS.labels(change="expired").inc(count)
+        worker_metrics().orders.labels(change="expired").inc(count)
 
 
 class WorkerHealth:
@@ -110,7 +127,7 @@ class WorkerHealth:
                 problems[loop] = f"no progress for {now - last:.0f}s"
         client = self._client
         connected = client is not None and client.is_connected
-        NATS_CONNECTED.set(1 if connected else 0)
+        worker_metrics().nats_connected.set(1 if connected else 0)
         if connected:
             self._away_since = None
         else:

@@ -19,14 +19,10 @@ from messaging.jetstream import connect, durable_name, ensure_streams
 from messaging.listener import Listener, run_db
 from messaging.models import FailedEvent, OutboxEvent
 from messaging.observability import (
-    CONSUMER_ACK_PENDING,
-    CONSUMER_PENDING,
-    FAILED_EVENTS_OPEN,
     HEALTH,
-    OUTBOX_BACKLOG,
-    OUTBOX_OLDEST_AGE,
     MetricsServer,
     beat,
+    worker_metrics,
 )
 from messaging.relay import RELAY_BATCH, relay_loop, relay_once  # noqa: F401 (imported from here by tools and tests)
 
@@ -82,17 +78,18 @@ def _database_gauges() -> tuple[int, float, int]:
 
 async def observe_loop(js: JetStreamContext, streams: dict, listeners: list[Listener], stop: asyncio.Event) -> None:
     """Refresh the gauges that are read rather than counted: consumer lag, outbox backlog, open failures."""
+    metrics = worker_metrics()
     while not stop.is_set():
         beat("observe")
         try:
             for listener in listeners:
                 info = await js.consumer_info(streams[listener.subject], durable_name(listener.subject))
-                CONSUMER_PENDING.labels(subject=listener.subject.value).set(info.num_pending or 0)
-                CONSUMER_ACK_PENDING.labels(subject=listener.subject.value).set(info.num_ack_pending or 0)
+                metrics.consumer_pending.labels(subject=listener.subject.value).set(info.num_pending or 0)
+                metrics.consumer_ack_pending.labels(subject=listener.subject.value).set(info.num_ack_pending or 0)
             backlog, oldest_age, failed_open = await run_db(_database_gauges)
-            OUTBOX_BACKLOG.set(backlog)
-            OUTBOX_OLDEST_AGE.set(oldest_age)
-            FAILED_EVENTS_OPEN.set(failed_open)
+            metrics.outbox_backlog.set(backlog)
+            metrics.outbox_oldest_age.set(oldest_age)
+            metrics.failed_events_open.set(failed_open)
         except Exception as exc:  # NATS or the database away: the gauges keep their last values
             logger.debug("observe: %s: %s", type(exc).__name__, exc)
         await _pause(stop, OBSERVE_EVERY_SECONDS)

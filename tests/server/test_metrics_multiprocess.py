@@ -29,3 +29,5 @@ def test_every_worker_process_is_counted(tmp_path):
         for _ in range(6):
             text = requests.get(f"{server.base}/metrics", timeout=10).text
             assert metric(text, name, **labels) - metric(before, name, **labels) == REQUESTS
+        # The worker's metrics are the worker's: the API does not show them (as zeros).
+        assert "orders_worker_" not in text
