@@ -43,6 +43,9 @@ def mongodb_alias():
         "NAME": "orders",
         "HOST": f"mongodb://127.0.0.1:{free_port()}/orders?serverSelectionTimeoutMS=300&connectTimeoutMS=300",
         "OPTIONS": {},
+        "USER": "",
+        "PASSWORD": "",
+        "PORT": "",
     }
     connections["mongo"] = base.DatabaseWrapper(settings_dict, alias="mongo")
     yield "mongo"
