@@ -99,6 +99,7 @@ def main() -> int:
                 log(f"{db.label}: migrating a template database")
                 run.migrate_template(db)
                 for name in args.only.split(","):
+                    began = time.monotonic()
                     try:
                         figures += SCENARIOS[name](run, db)
                     except Exception as exc:
@@ -106,6 +107,7 @@ def main() -> int:
                         failures.append(f"{name} on {db.label}: {type(exc).__name__}: {str(exc)[:300]}")
                     finally:
                         run.stop_all()
+                        log(f"{db.label}: {name} took {time.monotonic() - began:.0f} s")
                         if args.json:  # as it goes: a long run's figures survive its interruption
                             args.json.write_text(json.dumps([dataclasses.asdict(f) for f in figures], default=str))
             context = describe(args.code, databases, args.quick)
