@@ -360,5 +360,7 @@ LOGGING = {
         "nats": {"level": "WARNING"},
         # It logs every request's id at INFO; the id is in every line already.
         "django_guid": {"level": "WARNING"},
+        # Its start-up banner, in every process and command; its login events stay at INFO.
+        "axes.apps": {"level": "WARNING"},
     },
 }
