@@ -50,6 +50,10 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # psycopg 3 cooperates with gevent's monkey-patching by itself; nothing here may import Django or
 # psycopg, since the gevent worker patches only after this file is read.
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "common.gunicorn_worker.PrereadThreadWorker")
+# Workers x threads, measured (docs/profiles/server.md, "Workers and threads"): 1x8, 2x4, 2x8, 2x16,
+# 3x4 and 4x2 on GET /api/orders/:id, SQLite and PostgreSQL, 2-4 rounds each. One worker per core (2)
+# beat one worker by 1.4-2x in CPU per request; among the rest the round-to-round noise (up to 1.8x
+# for one configuration) was larger than any difference, so the defaults stay 2 x 4.
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))  # gthread and the default
 # Open connections per worker: greenlets for gevent, connections the poller holds for the threaded ones.
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
