@@ -33,13 +33,23 @@ def make_user():
     return make
 
 
-@pytest.fixture
-def signed_in(make_user) -> APIClient:
-    """An API client carrying a session cookie for a fresh random user (`.user_id` says who)."""
+def client_for_new_user(make_user) -> APIClient:
     user_id, cookie = make_user()
     client = APIClient(HTTP_COOKIE=cookie)
     client.user_id = user_id
     return client
+
+
+@pytest.fixture
+def signed_in(make_user) -> APIClient:
+    """An API client carrying a session cookie for a fresh random user (`.user_id` says who)."""
+    return client_for_new_user(make_user)
+
+
+@pytest.fixture
+def other_user(make_user) -> APIClient:
+    """Another signed-in user, beside `signed_in`."""
+    return client_for_new_user(make_user)
 
 
 @pytest.fixture

@@ -53,14 +53,6 @@ def make_order(ticket, user_id: str | None = None, status: str = OrderStatus.CRE
     )
 
 
-@pytest.fixture
-def other_user(make_user) -> APIClient:
-    user_id, cookie = make_user()
-    client = APIClient(HTTP_COOKIE=cookie)
-    client.user_id = user_id
-    return client
-
-
 # --- POST /api/orders ---------------------------------------------------------------------------
 
 

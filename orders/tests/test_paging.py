@@ -22,14 +22,6 @@ UNKNOWN_AFTER = {"errors": [{"message": "after must be the id of one of your ord
 LINK = re.compile(r'^<(?P<url>[^>]+)>; rel="next"$')
 
 
-@pytest.fixture
-def other_user(make_user) -> APIClient:
-    user_id, cookie = make_user()
-    client = APIClient(HTTP_COOKIE=cookie)
-    client.user_id = user_id
-    return client
-
-
 def make_orders(make_ticket, user_id: str, count: int, *, same_time: int = 0) -> list[Order]:
     """`count` orders of `user_id`; `same_time` of them share one created_at, so only the id orders them."""
     now = timezone.now()
