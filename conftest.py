@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from rest_framework.test import APIClient
 
-from common.ids import new_object_id
-from common.management.commands.mint_token import session_cookie_value
+from core.ids import new_object_id
 from messaging.embedded import free_port, nats_server_args
 from tickets_replica.models import Ticket
+from web.management.commands.mint_token import session_cookie_value
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import os
 import sys
 import tempfile
 
-from common.access_log import ACCESS_LOG_FORMAT, json_logconfig
+from web.access_log import ACCESS_LOG_FORMAT, json_logconfig
 
 
 def _jwt_key_missing() -> str | None:

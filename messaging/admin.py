@@ -10,10 +10,10 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from common.admin import ReadOnlyModelAdmin, ViewOnlyPagesMixin
-from common.db import atomic
+from core.transactions import atomic
 from messaging.listener import registered_listeners
 from messaging.models import FailedEvent, OutboxEvent
+from web.admin_site import ReadOnlyModelAdmin, ViewOnlyPagesMixin
 
 
 def retry_failed_event(failed: FailedEvent) -> tuple[bool, str]:

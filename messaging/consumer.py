@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from nats.js import JetStreamContext
 
-from common.db import atomic
+from core.transactions import atomic
 from messaging.events import Event, InvalidEvent
 from messaging.jetstream import ensure_consumer
 from messaging.listener import (

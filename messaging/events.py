@@ -8,9 +8,9 @@ import json
 import math
 from typing import Any, ClassVar
 
-from common.ids import is_object_id
-from common.jsonstrict import loads_strict
-from common.numbers import json_number
+from core.ids import is_object_id
+from core.json_numbers import json_number
+from core.strict_json import loads_strict
 
 
 class Subject(enum.StrEnum):

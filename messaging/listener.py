@@ -14,7 +14,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from common.db import atomic
+from core.transactions import atomic
 from messaging.events import EVENT_TYPES, Event, InvalidEvent, Subject, decode_json
 from messaging.models import FailedEvent
 from messaging.observability import record_outcome

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from common.ids import new_object_id
+from core.ids import new_object_id
 
 
 class OutboxEvent(models.Model):

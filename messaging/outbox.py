@@ -9,7 +9,7 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
-from common.db import atomic, in_transaction
+from core.transactions import atomic, in_transaction
 from messaging.events import Event
 from messaging.models import OutboxEvent
 

@@ -6,9 +6,9 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
-from common.admin import ViewOnlyPagesMixin
 from orders.models import Order
 from orders.services import Outcome, order_cancel
+from web.admin_site import ViewOnlyPagesMixin
 
 
 @admin.register(Order)

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common.ids import OBJECT_ID_RE, is_object_id
+from core.ids import OBJECT_ID_RE, is_object_id
 from orders.representation import order_row, order_to_dict, render_json
 from orders.selectors import UNKNOWN_CURSOR_MESSAGE, order_row_get_for_user
 from orders.selectors import order_rows_for_user as order_list  # the list view's one read

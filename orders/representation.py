@@ -6,7 +6,7 @@ import datetime as dt
 import json
 from typing import Any, TypedDict
 
-from common.numbers import json_number
+from core.json_numbers import json_number
 from orders.models import Order
 
 

@@ -8,11 +8,11 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 from rest_framework.exceptions import ValidationError
 
-from common.exceptions import NotAuthorized
-from common.ids import is_object_id
+from core.ids import is_object_id
 from orders.models import Order
 from orders.representation import ORDER_ROW_FIELDS, OrderRow
 from orders.services import SQL_VENDORS, OrderNotFound
+from web.errors import NotAuthorized
 
 UNKNOWN_CURSOR_MESSAGE = "after must be the id of one of your orders"
 

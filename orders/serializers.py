@@ -9,8 +9,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
 
-from common.ids import OBJECT_ID_RE, is_object_id
-from common.numbers import json_number
+from core.ids import OBJECT_ID_RE, is_object_id
+from core.json_numbers import json_number
 from orders.models import Order
 from orders.services import to_iso_z
 from tickets_replica.models import Ticket

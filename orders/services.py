@@ -11,15 +11,15 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Model
 from django.utils import timezone
 
-from common.db import atomic
-from common.exceptions import BadRequest, NotFound
-from common.ids import new_object_id
+from core.ids import new_object_id
+from core.transactions import atomic
 from messaging.events import OrderCancelled, OrderCreated
 from messaging.outbox import outbox_enqueue
 from orders.models import ORDER_CANCELLABLE_STATUSES, Order, OrderStatus
 from orders.representation import OrderDict, order_row, order_to_dict
 from orders.representation import to_iso_z as to_iso_z  # its home now; importers of orders.services keep it
 from tickets_replica.models import Ticket
+from web.errors import BadRequest, NotFound
 
 logger = logging.getLogger(__name__)
 

@@ -75,7 +75,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "health_check",
-    "common",
+    "web",
     "messaging",
     "tickets_replica",
     "orders",
@@ -178,7 +178,7 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 # Admin dates as 2026-11-25 10:15 (UTC) instead of "Nov. 25, 2026, 10:15 a.m.".
-FORMAT_MODULE_PATH = ["common.formats"]
+FORMAT_MODULE_PATH = ["web.formats"]
 
 # Static files (admin, Swagger UI) are served by whitenoise under the ingress prefix.
 STATIC_URL = "/api/orders/static/"
@@ -187,13 +187,13 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Hashed, compressed names once `collectstatic` has run; the plain names, served by whitenoise
     # from the apps' folders, when it has not (the contract starts with migrate, then gunicorn).
-    "staticfiles": {"BACKEND": "common.storage.ManifestIfCollectedStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "web.static_storage.ManifestIfCollectedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_MANIFEST_STRICT = False
 
 # Request bodies: a few hundred bytes in practice; over this is 413 `Request body too large`
-# (chunked bodies included: common.handlers stops reading one byte past it).
+# (chunked bodies included: web.handlers stops reading one byte past it).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # Django's default, 2.5 MiB
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000  # query-string and form fields; more is 400
 
@@ -211,11 +211,11 @@ if not SECURE_SSL_REDIRECT:
     SILENCED_SYSTEM_CHECKS = ["security.W008"]
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["common.auth.SessionCookieJWTAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["web.authentication.SessionCookieJWTAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["common.parsers.StrictJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["web.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "EXCEPTION_HANDLER": "common.exceptions.exception_handler",
+    "EXCEPTION_HANDLER": "web.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
@@ -225,7 +225,7 @@ SIMPLE_JWT = {
     "ALGORITHM": "HS256",
     "SIGNING_KEY": JWT_KEY,
     "VERIFYING_KEY": None,
-    "AUTH_TOKEN_CLASSES": ("common.auth.SessionToken",),
+    "AUTH_TOKEN_CLASSES": ("web.authentication.SessionToken",),
     "USER_ID_CLAIM": "id",
     "TOKEN_TYPE_CLAIM": None,
     "JTI_CLAIM": None,
@@ -252,10 +252,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "PREPROCESSING_HOOKS": ["common.views.schema_paths_without_optional_slash"],
+    "PREPROCESSING_HOOKS": ["web.views.schema_paths_without_optional_slash"],
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "common.views.schema_with_common_errors",
+        "web.views.schema_with_common_errors",
     ],
 }
 
@@ -265,17 +265,17 @@ ADMIN_ENABLED = envbool("ADMIN_ENABLED", "True")
 if ADMIN_ENABLED:
     # Login throttling (django-axes): after AXES_FAILURE_LIMIT failed logins for a username, or from
     # one client address, that username or address is locked for ADMIN_LOCKOUT_MINUTES. The address
-    # is the one the ingress appended to X-Forwarded-For (common.admin.client_ip).
+    # is the one the ingress appended to X-Forwarded-For (web.admin_site.client_ip).
     INSTALLED_APPS += ["axes"]
     MIDDLEWARE += ["axes.middleware.AxesMiddleware"]
     AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
     AXES_FAILURE_LIMIT = int(os.environ.get("ADMIN_LOGIN_FAILURE_LIMIT", "5"))
     AXES_COOLOFF_TIME = envfloat("ADMIN_LOCKOUT_MINUTES", 15) / 60  # hours
     AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
-    AXES_CLIENT_IP_CALLABLE = "common.admin.client_ip"
+    AXES_CLIENT_IP_CALLABLE = "web.admin_site.client_ip"
     AXES_RESET_ON_SUCCESS = True
     AXES_ONLY_ADMIN_SITE = True
-    AXES_LOCKOUT_CALLABLE = "common.admin.login_locked_out"
+    AXES_LOCKOUT_CALLABLE = "web.admin_site.login_locked_out"
 else:
     INSTALLED_APPS.remove("django.contrib.admin")
 
@@ -325,7 +325,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django_guid.middleware.guid_middleware",
     *MIDDLEWARE,
-    "common.metrics.PrometheusAfterMiddleware",
+    "web.metrics_middleware.PrometheusAfterMiddleware",
 ]
 # django-prometheus' wrappers of the same backends count queries, errors and connections.
 _PROMETHEUS_DB_ENGINES = {
@@ -344,7 +344,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # Every record gets `correlation_id`: the request's id inside a request, "-" elsewhere.
-    "filters": {"request_id": {"()": "common.logging.RequestIdFilter"}},
+    "filters": {"request_id": {"()": "web.request_id_logging.RequestIdFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"},
         "json": {

@@ -4,11 +4,11 @@ from django.urls import include, path
 from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from common import views as common_views
+from web import views as web_views
 
 urlpatterns = [
-    path("healthz", common_views.liveness, name="healthz"),
-    path("readyz", common_views.readiness, name="readyz"),
+    path("healthz", web_views.liveness, name="healthz"),
+    path("readyz", web_views.readiness, name="readyz"),
     # Outside /api/orders: the ingress routes only that prefix, so metrics never leave the cluster.
     path("metrics", ExportToDjangoView, name="prometheus-django-metrics"),
     path(
@@ -36,7 +36,7 @@ urlpatterns += [
     path("", include("orders.urls")),
 ]
 
-handler400 = common_views.bad_request
-handler403 = common_views.permission_denied
-handler404 = common_views.not_found
-handler500 = common_views.server_error
+handler400 = web_views.bad_request
+handler403 = web_views.permission_denied
+handler404 = web_views.not_found
+handler500 = web_views.server_error

@@ -1,6 +1,6 @@
 import os
 
-from common.handlers import get_wsgi_application
+from web.handlers import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ticketing_orders.settings")
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from django.contrib import admin
 from django.db.models import Exists, OuterRef
 
-from common.admin import ReadOnlyModelAdmin
-from common.numbers import json_number
+from core.json_numbers import json_number
 from orders.models import ORDER_ACTIVE_STATUSES, Order
 from tickets_replica.models import Ticket
+from web.admin_site import ReadOnlyModelAdmin
 
 
 @admin.register(Ticket)

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 
 from django.db import IntegrityError, connection, transaction
 
-from common.db import atomic
+from core.transactions import atomic
 from tickets_replica.models import Ticket
 
 

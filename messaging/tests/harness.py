@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import connection, connections
 from nats.js.errors import NotFoundError
 
-from common.ids import new_object_id
+from core.ids import new_object_id
 from messaging.events import Subject
 from messaging.jetstream import durable_name, ensure_streams
 from messaging.listener import Listener, registered_listeners

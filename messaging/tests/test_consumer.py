@@ -8,7 +8,7 @@ import nats.errors
 import pytest
 from django.db import OperationalError
 
-from common.ids import new_object_id
+from core.ids import new_object_id
 from messaging.consumer import process_batch
 from messaging.events import Subject
 from messaging.jetstream import ensure_consumer

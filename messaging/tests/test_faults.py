@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 from django.db.models import Sum
 
-from common.ids import new_object_id
+from core.ids import new_object_id
 from messaging.events import Subject
 from messaging.models import FailedEvent, OutboxEvent
 from messaging.tests.harness import ticket_payload, wait_until

@@ -11,7 +11,7 @@ import nats
 import pytest
 from nats.js.api import AckPolicy, DeliverPolicy, StorageType, StreamConfig
 
-from common.ids import new_object_id
+from core.ids import new_object_id
 from messaging.events import Subject
 from messaging.jetstream import durable_name, ensure_consumer, ensure_streams, nats_servers
 from messaging.listener import Listener

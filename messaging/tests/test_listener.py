@@ -6,7 +6,7 @@ import nats.errors
 import pytest
 from django.db import OperationalError
 
-from common.ids import new_object_id
+from core.ids import new_object_id
 from messaging.events import Subject
 from messaging.jetstream import ensure_consumer
 from messaging.listener import Listener, Rejected, process_message, registered_listeners

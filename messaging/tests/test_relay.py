@@ -11,7 +11,7 @@ import nats.js.errors
 import pytest
 from django.db import connection
 
-from common.ids import new_object_id
+from core.ids import new_object_id
 from messaging import relay
 from messaging.models import OutboxEvent
 from messaging.relay import publish_batch, relay_once

@@ -12,14 +12,14 @@ import urllib.request
 import pytest
 from django.utils import timezone
 
-from common.ids import new_object_id
-from common.tests.test_observability import metric
+from core.ids import new_object_id
 from messaging.embedded import free_port
 from messaging.models import FailedEvent
 from messaging.tests.harness import WorkerProcess, ticket_payload, wait_until
 from orders.models import Order, OrderStatus
 from orders.services import order_create
 from tickets_replica.models import Ticket
+from web.tests.test_observability import metric
 
 pytestmark = [pytest.mark.nats, pytest.mark.django_db(transaction=True)]
 

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from common.ids import new_object_id
+from core.ids import new_object_id
 from messaging.models import OutboxEvent
 from orders.models import Order, OrderStatus
 from tickets_replica.models import Ticket

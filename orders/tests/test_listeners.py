@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from common.ids import new_object_id
+from core.ids import new_object_id
 from messaging.events import Subject
 from messaging.models import FailedEvent, OutboxEvent
 from messaging.tests.harness import wait_until

@@ -10,7 +10,7 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from common.ids import new_object_id
+from core.ids import new_object_id
 from orders.models import Order, OrderStatus
 from orders.representation import render_json
 

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
-from common.ids import new_object_id
+from core.ids import new_object_id
 from messaging.models import OutboxEvent
 from orders.models import Order, OrderStatus
 from orders.representation import ORDER_ROW_FIELDS, order_row, order_to_dict, render_json

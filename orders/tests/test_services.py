@@ -9,8 +9,7 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from common.exceptions import NotAuthorized
-from common.ids import new_object_id
+from core.ids import new_object_id
 from messaging.models import OutboxEvent
 from orders.models import Order, OrderStatus
 from orders.selectors import order_get_for_user, order_list
@@ -27,6 +26,7 @@ from orders.services import (
     to_iso_z,
 )
 from tickets_replica.models import Ticket
+from web.errors import NotAuthorized
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from common.ids import new_object_id
+from core.ids import new_object_id
 from messaging.models import OutboxEvent
 from orders import selectors, services
 from orders.models import Order, OrderStatus

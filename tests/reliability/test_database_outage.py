@@ -10,11 +10,11 @@ from collections import Counter, deque
 import pytest
 import requests
 
-from common.ids import new_object_id
-from common.management.commands.mint_token import session_cookie_value
+from core.ids import new_object_id
 from messaging.events import Subject
 from messaging.jetstream import durable_name
 from messaging.tests.harness import ticket_payload, wait_until
+from web.management.commands.mint_token import session_cookie_value
 
 from .support import (
     SERVICE_UNAVAILABLE,

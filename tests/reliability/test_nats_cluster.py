@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from common.ids import new_object_id
-from common.management.commands.mint_token import session_cookie_value
+from core.ids import new_object_id
 from messaging.tests.harness import ticket_payload, wait_until
+from web.management.commands.mint_token import session_cookie_value
 
 from .support import (
     Bus,

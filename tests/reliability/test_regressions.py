@@ -17,13 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from common.ids import new_object_id
-from common.management.commands.mint_token import session_cookie_value
+from core.ids import new_object_id
 from messaging.events import Subject
 from messaging.models import FailedEvent, OutboxEvent
 from messaging.tests.harness import ticket_payload, wait_until
 from orders.models import ORDER_ACTIVE_STATUSES, Order
 from tickets_replica.models import Ticket
+from web.management.commands.mint_token import session_cookie_value
 
 from .support import Bus, database_under_test_url, post_order, record, service_env, start_api, start_worker
 

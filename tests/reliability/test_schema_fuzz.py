@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from common.ids import new_object_id
-from common.management.commands.mint_token import session_token
+from core.ids import new_object_id
+from web.management.commands.mint_token import session_token
 
 from .support import database_under_test_url, record, service_env, start_api
 

@@ -43,7 +43,7 @@ def test_every_line_is_json_and_the_request_id_is_on_the_requests_lines(tmp_path
 
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
     mine = [line for line in lines if line["request_id"] == REQUEST_ID]
-    assert {line["logger"] for line in mine} == {"common.auth", "gunicorn.access"}, mine
+    assert {line["logger"] for line in mine} == {"web.authentication", "gunicorn.access"}, mine
     access = next(line for line in mine if line["logger"] == "gunicorn.access")
     assert '"GET /api/orders HTTP/1.1" 401' in access["message"]
     assert all({"time", "level", "logger", "message", "request_id"} <= set(line) for line in lines)

@@ -6,8 +6,8 @@ import concurrent.futures
 
 import requests
 
-from common.tests.test_observability import metric
 from tests.server.test_slow_clients import Server
+from web.tests.test_observability import metric
 
 REQUESTS = 60
 

@@ -16,9 +16,9 @@ import pytest
 import requests
 from django.conf import settings
 
-from common.ids import new_object_id
-from common.management.commands.mint_token import session_cookie_value
+from core.ids import new_object_id
 from messaging.embedded import free_port
+from web.management.commands.mint_token import session_cookie_value
 
 REPO = Path(__file__).resolve().parents[2]
 SLOW_CLIENTS = int(os.environ.get("SLOW_CLIENTS", "50"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.ids import new_object_id
+from core.ids import new_object_id
 from messaging.events import Subject
 from messaging.tests.harness import ticket_payload, wait_until
 from tickets_replica.models import Ticket

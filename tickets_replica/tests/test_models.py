@@ -9,7 +9,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from common.ids import new_object_id
+from core.ids import new_object_id
 from orders.models import Order, OrderStatus
 from tickets_replica.models import Ticket
 from tickets_replica.services import ReplicaOutcome, ticket_apply_update, ticket_create

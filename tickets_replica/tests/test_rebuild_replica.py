@@ -7,7 +7,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from common.ids import new_object_id
+from core.ids import new_object_id
 from messaging.events import Subject
 from messaging.tests.harness import ticket_payload, wait_until
 from tickets_replica.models import Ticket

@@ -7,7 +7,7 @@ import random
 import pytest
 from django.db import IntegrityError
 
-from common.ids import new_object_id
+from core.ids import new_object_id
 from tickets_replica.models import Ticket
 from tickets_replica.services import (
     ReplicaOutcome,

@@ -6,7 +6,7 @@ import asyncio
 
 from django.core.management.base import BaseCommand, CommandError
 
-from common.ids import new_object_id
+from core.ids import new_object_id
 from messaging.events import InvalidEvent, Subject, encode_json, parse_event
 from messaging.jetstream import connect, ensure_streams
 

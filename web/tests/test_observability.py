@@ -71,7 +71,7 @@ from django.test.utils import setup_test_environment
 setup_test_environment()
 call_command("migrate", verbosity=0)
 from tickets_replica.models import Ticket
-from common.management.commands.mint_token import session_cookie_value
+from web.management.commands.mint_token import session_cookie_value
 Ticket.objects.create(id="65f0c0ffee0000000000abcd", title="concert", price=20, version=0)
 cookie = "session=" + session_cookie_value(user_id="65f0c0ffee00000000000001", email="a@b.c")
 response = Client(HTTP_COOKIE=cookie).post(

@@ -13,9 +13,9 @@ from django.conf import settings
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from common.ids import new_object_id
-from common.management.commands.mint_token import session_cookie_value
+from core.ids import new_object_id
 from orders.models import Order
+from web.management.commands.mint_token import session_cookie_value
 
 pytestmark = pytest.mark.django_db
 
@@ -403,7 +403,7 @@ def test_an_id_of_exactly_the_column_length_signs_in_and_orders(make_ticket):
 
 
 def test_the_id_length_limit_is_the_order_user_id_column():
-    from common.auth import USER_ID_MAX_LENGTH
+    from web.authentication import USER_ID_MAX_LENGTH
 
     assert Order._meta.get_field("user_id").max_length == USER_ID_MAX_LENGTH
 
@@ -443,11 +443,11 @@ def expired_token() -> str:
     ],
 )
 def test_the_reason_for_a_401_is_logged_without_the_token(caplog, headers, reason):
-    caplog.set_level("INFO", logger="common.auth")
+    caplog.set_level("INFO", logger="web.authentication")
 
     assert_not_authorized(list_orders(**headers))
 
-    records = [r for r in caplog.records if r.name == "common.auth"]
+    records = [r for r in caplog.records if r.name == "web.authentication"]
     assert [(r.levelname, r.getMessage().split(" (")[0]) for r in records] == [("INFO", f"Not signed in: {reason}")]
     logged = caplog.text
     for value in headers.values():
@@ -459,11 +459,11 @@ def test_the_reason_for_a_401_is_logged_without_the_token(caplog, headers, reaso
 
 
 def test_nothing_is_logged_when_signed_in(caplog, order_of):
-    caplog.set_level("DEBUG", logger="common.auth")
+    caplog.set_level("DEBUG", logger="web.authentication")
     order_of("user-1")
 
     assert list_orders(HTTP_AUTHORIZATION=f"Bearer {make_token()}").status_code == 200
-    assert [r for r in caplog.records if r.name == "common.auth"] == []
+    assert [r for r in caplog.records if r.name == "web.authentication"] == []
 
 
 def test_mint_token_bearer_prints_a_bare_token_that_signs_in(order_of):

@@ -17,7 +17,7 @@ from django.db import connections
 from django.test import RequestFactory
 from health_check.checks import Database
 
-from common.views import ProbeView
+from web.views import ProbeView
 
 BASE_DIR = Path(settings.BASE_DIR)
 DATABASE_CHECK = "Database(alias='default')"

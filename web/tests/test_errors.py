@@ -14,11 +14,11 @@ from django.test import Client, RequestFactory
 from rest_framework import exceptions
 from rest_framework.test import APIClient
 
-from common.exceptions import exception_handler
-from common.handlers import OrdersWSGIRequest, is_usable_charset
-from common.ids import new_object_id
-from common.views import server_error
+from core.ids import new_object_id
 from orders.models import Order
+from web.errors import exception_handler
+from web.handlers import OrdersWSGIRequest, is_usable_charset
+from web.views import server_error
 
 pytestmark = pytest.mark.django_db
 

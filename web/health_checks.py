@@ -27,5 +27,5 @@ class MongoDatabase(HealthCheck):
 def readiness_checks() -> tuple[str, ...]:
     """What /readyz runs: a ping on MongoDB, `SELECT 1` on the SQL databases."""
     if connections["default"].settings_dict["ENGINE"] == "django_mongodb_backend":
-        return ("common.health.MongoDatabase",)
+        return ("web.health_checks.MongoDatabase",)
     return ("health_check.checks.Database",)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from common.jsonstrict import loads_strict
+from core.strict_json import loads_strict
 
 
 class StrictJSONParser(JSONParser):

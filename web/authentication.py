@@ -165,7 +165,7 @@ class BearerJWTScheme(OpenApiAuthenticationExtension):
     A browser page cannot set a Cookie header, so a cookie scheme offered there only ever gets 401.
     """
 
-    target_class = "common.auth.SessionCookieJWTAuthentication"
+    target_class = "web.authentication.SessionCookieJWTAuthentication"
     name = "bearerAuth"
 
     def get_security_definition(self, auto_schema):

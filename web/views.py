@@ -8,8 +8,8 @@ import sys
 from django.http import JsonResponse
 from health_check.views import HealthCheckView
 
-from common.exceptions import api_exception_for, error_body
-from common.health import readiness_checks
+from web.errors import api_exception_for, error_body
+from web.health_checks import readiness_checks
 
 
 class ProbeView(HealthCheckView):

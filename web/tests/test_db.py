@@ -1,11 +1,11 @@
-"""common.db: the one place transactions come from, Django's on SQL databases, the backend's own on MongoDB."""
+"""core.transactions: the one place transactions come from, Django's on SQL databases, the backend's own on MongoDB."""
 
 from __future__ import annotations
 
 import pytest
 from django.db import connection, connections, transaction
 
-from common import db
+from core import transactions as db
 
 pytestmark = pytest.mark.django_db(transaction=True)  # real commits, not a test-wide atomic block
 
@@ -68,13 +68,13 @@ def test_on_mongodb_it_is_the_backends_transaction_api(mongodb_alias):
 
 
 def test_readiness_pings_mongodb_and_says_when_it_does_not_answer(mongodb_alias):
-    from common.health import MongoDatabase
+    from web.health_checks import MongoDatabase
 
     with pytest.raises(Exception, match="MongoDB did not answer ping: ServerSelectionTimeoutError"):
         MongoDatabase(alias=mongodb_alias).run()
 
 
 def test_readiness_runs_select_1_on_sql_databases():
-    from common.health import readiness_checks
+    from web.health_checks import readiness_checks
 
     assert readiness_checks() == ("health_check.checks.Database",)

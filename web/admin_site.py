@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.http import JsonResponse
 
-from common.exceptions import error_body
+from web.errors import error_body
 
 
 class ReadOnlyModelAdmin(admin.ModelAdmin):

@@ -25,7 +25,7 @@ def json_logconfig(level: str) -> dict:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "common.access_log.AccessRequestIdFilter"}},
+        "filters": {"request_id": {"()": "web.access_log.AccessRequestIdFilter"}},
         "formatters": {
             "json": {
                 "()": "pythonjsonlogger.json.JsonFormatter",

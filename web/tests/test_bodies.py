@@ -19,9 +19,9 @@ from django.db import close_old_connections
 from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
-from common.handlers import OrdersWSGIRequest
 from messaging.embedded import free_port
 from orders.models import Order
+from web.handlers import OrdersWSGIRequest
 
 pytestmark = pytest.mark.django_db
 
@@ -308,7 +308,7 @@ def migrated_site(tmp_path_factory) -> tuple[dict[str, str], str]:
         "from tickets_replica.models import Ticket\n"
         f"for ticket_id in {[ticket_id_for(c) for c in WORKER_CLASSES]!r}:\n"
         "    Ticket.objects.create(id=ticket_id, title='concert', price=20, version=0)\n"
-        "from common.management.commands.mint_token import session_cookie_value\n"
+        "from web.management.commands.mint_token import session_cookie_value\n"
         "print('session=' + session_cookie_value(user_id='65f0c0ffee00000000000001', email='a@test.com'))\n"
     )
     made = subprocess.run(

@@ -10,7 +10,7 @@ import jwt
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from common.ids import new_object_id
+from core.ids import new_object_id
 
 
 def session_token(*, user_id: str, email: str, issued_at: int | None = None) -> str:

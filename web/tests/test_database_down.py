@@ -8,7 +8,7 @@ import pytest
 from django.db import connections
 from django.test import Client
 
-from common.ids import new_object_id
+from core.ids import new_object_id
 from messaging.embedded import free_port
 
 UNAVAILABLE = {"errors": [{"message": "Service unavailable"}]}

@@ -84,7 +84,7 @@ from django.test import Client
 from django.test.utils import setup_test_environment
 setup_test_environment()
 from django.urls import NoReverseMatch, reverse
-from common.management.commands.mint_token import session_cookie_value
+from web.management.commands.mint_token import session_cookie_value
 cookie = "session=" + session_cookie_value(user_id="65f0c0ffee00000000000001", email="a@b.c")
 response = Client(HTTP_COOKIE=cookie).get("/api/orders/admin/")
 try:
