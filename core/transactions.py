@@ -7,6 +7,9 @@ from contextlib import AbstractContextManager
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
+# Databases the services' hand-written statements run on; any other backend (MongoDB) takes the ORM path.
+SQL_VENDORS = frozenset({"sqlite", "postgresql"})
+
 
 def is_mongodb(using: str = DEFAULT_DB_ALIAS) -> bool:
     return connections[using].vendor == "mongodb"

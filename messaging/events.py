@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 from core.ids import is_object_id
 from core.json_numbers import json_number
 from core.strict_json import loads_strict
+from messaging.order_status import OrderStatus
 
 
 class Subject(enum.StrEnum):
@@ -72,8 +73,6 @@ def iso_datetime(value: Any) -> str:
 
 
 def order_status(value: Any) -> str:
-    from orders.models import OrderStatus
-
     if value not in OrderStatus.values:
         raise InvalidEvent(f"must be one of {', '.join(OrderStatus.values)}")
     return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import signal
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from messaging.observability import (
     beat,
     worker_metrics,
 )
-from messaging.relay import RELAY_BATCH, relay_loop, relay_once  # noqa: F401 (imported from here by tools and tests)
+from messaging.relay import relay_loop
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +51,12 @@ class Periodic:
 
 
 def registered_periodic() -> list[Periodic]:
-    """Every app's periodic tasks, from settings.WORKER_PERIODIC_TASKS."""
-    return [task for path in settings.WORKER_PERIODIC_TASKS for task in import_string(path)]
+    """The periodic tasks settings.WORKER_PERIODIC_TASKS names; each interval is read from its setting
+    at every round, so a changed setting (a test's) takes effect without a restart."""
+    return [
+        Periodic(name, import_string(path), every=functools.partial(getattr, settings, interval_setting))
+        for name, path, interval_setting in settings.WORKER_PERIODIC_TASKS
+    ]
 
 
 async def periodic_loop(task: Periodic, stop: asyncio.Event) -> None:

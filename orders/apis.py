@@ -13,9 +13,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.ids import OBJECT_ID_RE, is_object_id
+from orders.exceptions import UnknownCursor
 from orders.representation import order_row, order_to_dict, render_json
-from orders.selectors import UNKNOWN_CURSOR_MESSAGE, order_row_get_for_user
-from orders.selectors import order_rows_for_user as order_list  # the list view's one read
+from orders.selectors import order_row_get_for_user, order_rows_for_user
 from orders.serializers import OrderCreateSerializer, OrderSerializer
 from orders.services import order_cancel_by_user, order_create
 
@@ -57,7 +57,7 @@ PAGE_AFTER = OpenApiParameter(
     description=(
         "Paging: only the orders after this one (the last id of the previous page), oldest first. Not 24 hex: "
         f"400 `{AFTER_MESSAGE}`. It must be one of the caller's orders: an unknown id and someone else's get "
-        f"the same 400 `{UNKNOWN_CURSOR_MESSAGE}`."
+        f"the same 400 `{UnknownCursor.message}`."
     ),
 )
 # At most 4 digits: 1000 is the largest limit, and int() of a huge digit string is itself an error.
@@ -105,7 +105,7 @@ class OrderListCreateApi(APIView):
         """The caller's orders, oldest first, each with its ticket; a page of them with `limit`/`after`."""
         limit, after = page_parameters(request.query_params)
         # One row more than the page tells whether another page follows, without a COUNT.
-        rows = order_list(user_id=request.user.id, after=after, limit=None if limit is None else limit + 1)
+        rows = order_rows_for_user(user_id=request.user.id, after=after, limit=None if limit is None else limit + 1)
         more = limit is not None and len(rows) > limit
         if more:
             rows = rows[:limit]

@@ -9,7 +9,6 @@ from django.conf import settings
 from django.utils import timezone
 
 from messaging.observability import record_expired
-from messaging.worker import Periodic
 from orders.models import ORDER_CANCELLABLE_STATUSES, Order
 from orders.services import Outcome, order_cancel
 
@@ -56,7 +55,3 @@ def sweep_overdue_orders() -> int:
         record_expired(expired)
     return total
 
-
-PERIODIC = [
-    Periodic("expiration sweep", sweep_overdue_orders, every=lambda: settings.EXPIRATION_SWEEP_SECONDS),
-]

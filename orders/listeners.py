@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from messaging.events import ExpirationComplete, PaymentCreated, Subject
 from messaging.listener import Listener, Rejected, RetryLater
-from orders.services import OrderNotFound, Outcome, order_cancel, order_complete
+from orders.exceptions import OrderNotFound
+from orders.services import Outcome, order_cancel, order_complete
 
 
 def on_expiration_complete(event: ExpirationComplete) -> str:

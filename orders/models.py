@@ -5,17 +5,8 @@ from __future__ import annotations
 from django.db import models
 
 from core.ids import new_object_id
+from messaging.order_status import ORDER_ACTIVE_STATUSES, OrderStatus
 
-
-class OrderStatus(models.TextChoices):
-    CREATED = "created", "Created"
-    CANCELLED = "cancelled", "Cancelled"
-    AWAITING_PAYMENT = "awaiting:payment", "Awaiting payment"
-    COMPLETE = "complete", "Complete"
-
-
-# A ticket is reserved while one of its orders is in one of these states.
-ORDER_ACTIVE_STATUSES = [OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT, OrderStatus.COMPLETE]
 # An order in one of these states can still be cancelled (by its user or by expiration).
 ORDER_CANCELLABLE_STATUSES = [OrderStatus.CREATED, OrderStatus.AWAITING_PAYMENT]
 

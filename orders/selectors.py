@@ -5,48 +5,22 @@ from __future__ import annotations
 import datetime as dt
 
 from django.db import connection
-from django.db.models import Q, QuerySet
-from rest_framework.exceptions import ValidationError
+from django.db.models import Q
 
 from core.ids import is_object_id
+from core.transactions import SQL_VENDORS
+from orders.exceptions import OrderNotFound, OrderNotOwned, UnknownCursor
 from orders.models import Order
 from orders.representation import ORDER_ROW_FIELDS, OrderRow
-from orders.services import SQL_VENDORS, OrderNotFound
-from web.errors import NotAuthorized
-
-UNKNOWN_CURSOR_MESSAGE = "after must be the id of one of your orders"
-
-
-class UnknownCursor(ValidationError):
-    """`after` is not one of the caller's orders (unknown, or someone else's: the same answer)."""
-
-    def __init__(self) -> None:
-        super().__init__({"after": [UNKNOWN_CURSOR_MESSAGE]})
-
-
-def order_list(*, user_id: str) -> QuerySet[Order]:
-    return Order.objects.filter(user_id=user_id).select_related("ticket").order_by("created_at", "id")
-
-
-def order_get_for_user(*, order_id: str, user_id: str) -> Order:
-    """The order, if it exists (404) and belongs to `user_id` (401, as the Node service answered)."""
-    order = (
-        Order.objects.select_related("ticket").filter(id=order_id.lower()).first() if is_object_id(order_id) else None
-    )
-    if order is None:
-        raise OrderNotFound()
-    if order.user_id != user_id:
-        raise NotAuthorized()
-    return order
 
 
 def order_row_get_for_user(*, order_id: str, user_id: str) -> OrderRow:
-    """order_get_for_user() as a row: the same 404 and 401 rules, one query, no model instances."""
+    """The order as a row, if it exists (OrderNotFound) and belongs to `user_id` (OrderNotOwned)."""
     row = order_row_by_id(order_id=order_id.lower()) if is_object_id(order_id) else None
     if row is None:
         raise OrderNotFound()
     if row["user_id"] != user_id:
-        raise NotAuthorized()
+        raise OrderNotOwned()
     return row
 
 

@@ -12,7 +12,7 @@ from rest_framework.fields import empty
 from core.ids import OBJECT_ID_RE, is_object_id
 from core.json_numbers import json_number
 from orders.models import Order
-from orders.services import to_iso_z
+from orders.representation import to_iso_z
 from tickets_replica.models import Ticket
 
 TICKET_ID_MESSAGE = "TicketId must be provided"

@@ -12,32 +12,16 @@ from django.db.models import F, Model
 from django.utils import timezone
 
 from core.ids import new_object_id
-from core.transactions import atomic
+from core.transactions import SQL_VENDORS, atomic
 from messaging.events import OrderCancelled, OrderCreated
+from messaging.order_status import OrderStatus
 from messaging.outbox import outbox_enqueue
-from orders.models import ORDER_CANCELLABLE_STATUSES, Order, OrderStatus
+from orders.exceptions import CannotCancelCompletedOrder, OrderNotFound, TicketAlreadyReserved, TicketNotFound
+from orders.models import ORDER_CANCELLABLE_STATUSES, Order
 from orders.representation import OrderDict, order_row, order_to_dict
-from orders.representation import to_iso_z as to_iso_z  # its home now; importers of orders.services keep it
 from tickets_replica.models import Ticket
-from web.errors import BadRequest, NotFound
 
 logger = logging.getLogger(__name__)
-
-
-class TicketAlreadyReserved(BadRequest):
-    default_detail = "Ticket is already reserved"
-
-
-class CannotCancelCompletedOrder(BadRequest):
-    default_detail = "Cannot cancel a completed order"
-
-
-class OrderNotFound(NotFound):
-    pass
-
-
-class TicketNotFound(NotFound):
-    pass
 
 
 class Outcome(enum.Enum):
@@ -46,10 +30,6 @@ class Outcome(enum.Enum):
     APPLIED = "applied"
     UNCHANGED = "unchanged"  # already in the wanted state: a repeat, nothing to do
     REFUSED = "refused"  # the order's state forbids the change
-
-
-# Databases the hand-written statements below run on; any other backend (MongoDB) takes the ORM path.
-SQL_VENDORS = frozenset({"sqlite", "postgresql"})
 
 
 def order_create(*, user_id: str, ticket_id: str) -> Order:

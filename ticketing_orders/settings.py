@@ -295,8 +295,9 @@ WORKER_METRICS_HOST = os.environ.get("WORKER_METRICS_HOST", "0.0.0.0")  # noqa: 
 WORKER_METRICS_PORT = int(os.environ.get("WORKER_METRICS_PORT", "9102"))
 WORKER_STALL_SECONDS = envfloat("WORKER_STALL_SECONDS", 60)
 WORKER_NATS_DOWN_SECONDS = envfloat("WORKER_NATS_DOWN_SECONDS", 120)
-# Work the worker does every so often beside its listeners, by app.
-WORKER_PERIODIC_TASKS = ["orders.expiration.PERIODIC"]
+# Work the worker does every so often beside its listeners: (name, function, the setting giving its
+# interval in seconds). Wired here so the apps never import the worker that runs them.
+WORKER_PERIODIC_TASKS = [("expiration sweep", "orders.expiration.sweep_overdue_orders", "EXPIRATION_SWEEP_SECONDS")]
 # The listeners `run_listeners` runs (and the admin's retry uses), by app.
 EVENT_LISTENERS = ["tickets_replica.listeners.LISTENERS", "orders.listeners.LISTENERS"]
 # How long JetStream remembers a Nats-Msg-Id; a relay that died between publishing and

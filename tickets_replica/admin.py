@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.db.models import Exists, OuterRef
 
 from core.json_numbers import json_number
-from orders.models import ORDER_ACTIVE_STATUSES, Order
+from messaging.order_status import ORDER_ACTIVE_STATUSES
 from tickets_replica.models import Ticket
 from web.admin_site import ReadOnlyModelAdmin
 
@@ -23,7 +23,9 @@ class TicketAdmin(ReadOnlyModelAdmin):
         return json_number(ticket.price)
 
     def get_queryset(self, request):
-        active_orders = Order.objects.filter(ticket=OuterRef("pk"), status__in=ORDER_ACTIVE_STATUSES)
+        # Through the reverse side of orders.Order.ticket, as Ticket.is_reserved(): no import of the app above.
+        orders = Ticket._meta.get_field("orders").related_model.objects
+        active_orders = orders.filter(ticket=OuterRef("pk"), status__in=ORDER_ACTIVE_STATUSES)
         return super().get_queryset(request).annotate(has_active_order=Exists(active_orders))
 
     @admin.display(boolean=True, ordering="has_active_order")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from messaging.order_status import ORDER_ACTIVE_STATUSES
+
 
 class Ticket(models.Model):
     # The tickets service's own id: the replica never makes ids up.
@@ -21,6 +23,5 @@ class Ticket(models.Model):
 
     def is_reserved(self) -> bool:
         """True while an order for this ticket is created, awaiting payment or complete."""
-        from orders.models import ORDER_ACTIVE_STATUSES
-
+        # `orders` is the reverse side of orders.Order.ticket: no import of the app above this one.
         return self.orders.filter(status__in=ORDER_ACTIVE_STATUSES).exists()

@@ -11,6 +11,8 @@ from django.http import Http404, UnreadablePostError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from core.exceptions import DomainError, NotAuthorizedError, NotFoundError
+
 logger = logging.getLogger(__name__)
 
 
@@ -18,13 +20,6 @@ class NotAuthorized(exceptions.NotAuthenticated):
     """401 `Not authorized`: not signed in, or not the owner (the course's NotAuthorizedError)."""
 
     default_detail = "Not authorized"
-
-
-class BadRequest(exceptions.APIException):
-    """400 with a business-rule message, e.g. `Ticket is already reserved`."""
-
-    status_code = status.HTTP_400_BAD_REQUEST
-    default_detail = "Bad request"
 
 
 class NotFound(exceptions.NotFound):
@@ -89,10 +84,13 @@ def _validation_errors(detail, field: str | None = None) -> list[dict]:
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, Http404):
+    if isinstance(exc, (Http404, NotFoundError)):
         exc = NotFound()
-    elif isinstance(exc, DjangoPermissionDenied):
+    elif isinstance(exc, (DjangoPermissionDenied, NotAuthorizedError)):
         exc = NotAuthorized()
+    elif isinstance(exc, DomainError):
+        # A business rule the request broke, e.g. `Ticket is already reserved`: 400 with the rule's words.
+        return Response(error_body(exc.message, exc.field), status=status.HTTP_400_BAD_REQUEST)
     elif (known := api_exception_for(exc)) is not None:
         if isinstance(known, ServiceUnavailable):
             logger.warning("Database unavailable: %s", exc)

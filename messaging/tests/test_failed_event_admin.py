@@ -9,7 +9,8 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from messaging.models import FailedEvent, OutboxEvent
-from orders.models import Order, OrderStatus
+from messaging.order_status import OrderStatus
+from orders.models import Order
 from tickets_replica.models import Ticket
 
 pytestmark = pytest.mark.django_db

@@ -13,9 +13,10 @@ from django.db.models import Sum
 from core.ids import new_object_id
 from messaging.events import Subject
 from messaging.models import FailedEvent, OutboxEvent
+from messaging.order_status import OrderStatus
 from messaging.tests.harness import ticket_payload, wait_until
 from messaging.worker import FETCH_BATCH
-from orders.models import Order, OrderStatus
+from orders.models import Order
 from orders.services import order_create
 from tickets_replica.models import Ticket
 

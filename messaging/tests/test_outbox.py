@@ -9,8 +9,8 @@ from django.db import transaction
 from messaging.events import TicketRef
 from messaging.models import OutboxEvent
 from messaging.outbox import outbox_enqueue
+from messaging.relay import relay_once
 from messaging.tests.harness import wait_until
-from messaging.worker import relay_once
 from orders.models import Order
 from orders.services import order_cancel, order_create
 

@@ -15,8 +15,9 @@ from django.utils import timezone
 from core.ids import new_object_id
 from messaging.embedded import free_port
 from messaging.models import FailedEvent
+from messaging.order_status import OrderStatus
 from messaging.tests.harness import WorkerProcess, ticket_payload, wait_until
-from orders.models import Order, OrderStatus
+from orders.models import Order
 from orders.services import order_create
 from tickets_replica.models import Ticket
 from web.tests.test_observability import metric

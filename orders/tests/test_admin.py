@@ -11,8 +11,9 @@ from django.test import Client
 from django.utils import timezone
 
 from messaging.models import OutboxEvent
+from messaging.order_status import OrderStatus
 from orders import admin as orders_admin
-from orders.models import Order, OrderStatus
+from orders.models import Order
 
 pytestmark = pytest.mark.django_db
 

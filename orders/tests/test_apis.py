@@ -13,7 +13,8 @@ from rest_framework.test import APIClient
 
 from core.ids import new_object_id
 from messaging.models import OutboxEvent
-from orders.models import Order, OrderStatus
+from messaging.order_status import OrderStatus
+from orders.models import Order
 from tickets_replica.models import Ticket
 
 pytestmark = pytest.mark.django_db

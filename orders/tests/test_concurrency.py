@@ -10,7 +10,8 @@ import requests
 from django.db import connection
 
 from messaging.models import OutboxEvent
-from orders.models import ORDER_ACTIVE_STATUSES, Order
+from messaging.order_status import ORDER_ACTIVE_STATUSES
+from orders.models import Order
 
 ALREADY_RESERVED = {"errors": [{"message": "Ticket is already reserved"}]}
 

@@ -10,8 +10,9 @@ from django.db import connection
 from django.utils import timezone
 
 from messaging.models import OutboxEvent
+from messaging.order_status import OrderStatus
 from orders.expiration import expire_overdue_orders
-from orders.models import Order, OrderStatus
+from orders.models import Order
 
 
 def make_order(ticket, *, status: str = OrderStatus.CREATED, expired_ago: dt.timedelta) -> Order:

@@ -11,7 +11,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from core.ids import new_object_id
-from orders.models import Order, OrderStatus
+from messaging.order_status import OrderStatus
+from orders.models import Order
 from orders.representation import render_json
 
 pytestmark = pytest.mark.django_db

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 
 import pytest
 from django.utils import timezone
@@ -10,8 +11,9 @@ from rest_framework.renderers import JSONRenderer
 
 from core.ids import new_object_id
 from messaging.models import OutboxEvent
-from orders.models import Order, OrderStatus
-from orders.representation import ORDER_ROW_FIELDS, order_row, order_to_dict, render_json
+from messaging.order_status import OrderStatus
+from orders.models import Order
+from orders.representation import ORDER_ROW_FIELDS, order_row, order_to_dict, render_json, to_iso_z
 from orders.serializers import OrderSerializer
 from orders.services import order_create, order_created_event
 
@@ -78,3 +80,22 @@ def test_the_order_created_event_says_what_the_response_says(make_ticket, price)
         "ticket": {"id": ticket.id, "price": price},
     }
     assert type(payload["ticket"]["price"]) is type(price)
+
+
+# --- to_iso_z -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (dt.datetime(2026, 11, 25, 10, 15, tzinfo=dt.UTC), "2026-11-25T10:15:00.000Z"),
+        (dt.datetime(2026, 11, 25, 10, 15, 0, 123_987, tzinfo=dt.UTC), "2026-11-25T10:15:00.123Z"),
+        (
+            dt.datetime(2026, 11, 25, 11, 15, 30, 5_000, tzinfo=zoneinfo.ZoneInfo("Europe/Paris")),
+            "2026-11-25T10:15:30.005Z",
+        ),
+        (dt.datetime(2026, 1, 1, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=-5))), "2026-01-01T05:00:00.000Z"),
+    ],
+)
+def test_to_iso_z_is_javascripts_to_iso_string(value, expected):
+    assert to_iso_z(value) == expected

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 
 import pytest
 from django.db import IntegrityError, transaction
@@ -11,22 +10,12 @@ from django.utils import timezone
 
 from core.ids import new_object_id
 from messaging.models import OutboxEvent
-from orders.models import Order, OrderStatus
-from orders.selectors import order_get_for_user, order_list
-from orders.services import (
-    CannotCancelCompletedOrder,
-    OrderNotFound,
-    Outcome,
-    TicketAlreadyReserved,
-    TicketNotFound,
-    order_cancel,
-    order_cancel_by_user,
-    order_complete,
-    order_create,
-    to_iso_z,
-)
+from messaging.order_status import OrderStatus
+from orders.exceptions import CannotCancelCompletedOrder, OrderNotFound, TicketAlreadyReserved, TicketNotFound
+from orders.models import Order
+from orders.representation import to_iso_z
+from orders.services import Outcome, order_cancel, order_cancel_by_user, order_complete, order_create
 from tickets_replica.models import Ticket
-from web.errors import NotAuthorized
 
 pytestmark = pytest.mark.django_db
 
@@ -89,7 +78,7 @@ def test_order_create_for_a_reserved_ticket_raises_already_reserved(make_ticket,
     with pytest.raises(TicketAlreadyReserved) as raised:
         order_create(user_id="user-2", ticket_id=ticket.id)
 
-    assert str(raised.value.detail) == "Ticket is already reserved"
+    assert raised.value.message == "Ticket is already reserved"
     assert Order.objects.count() == 1 and not OutboxEvent.objects.exists()
 
 
@@ -199,8 +188,7 @@ def test_order_cancel_by_user_refuses_a_complete_order(make_ticket):
     with pytest.raises(CannotCancelCompletedOrder) as raised:
         order_cancel_by_user(order_id=order.id)
 
-    assert str(raised.value.detail) == "Cannot cancel a completed order"
-    assert raised.value.status_code == 400
+    assert raised.value.message == "Cannot cancel a completed order"
 
 
 @pytest.mark.parametrize(
@@ -244,46 +232,3 @@ def test_order_complete_leaves_complete_and_cancelled_orders_alone(make_ticket, 
 def test_order_complete_of_an_unknown_order_raises_not_found():
     with pytest.raises(OrderNotFound):
         order_complete(order_id=new_object_id())
-
-
-# --- to_iso_z -----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (dt.datetime(2026, 11, 25, 10, 15, tzinfo=dt.UTC), "2026-11-25T10:15:00.000Z"),
-        (dt.datetime(2026, 11, 25, 10, 15, 0, 123_987, tzinfo=dt.UTC), "2026-11-25T10:15:00.123Z"),
-        (
-            dt.datetime(2026, 11, 25, 11, 15, 30, 5_000, tzinfo=zoneinfo.ZoneInfo("Europe/Paris")),
-            "2026-11-25T10:15:30.005Z",
-        ),
-        (dt.datetime(2026, 1, 1, 0, 0, tzinfo=dt.timezone(dt.timedelta(hours=-5))), "2026-01-01T05:00:00.000Z"),
-    ],
-)
-def test_to_iso_z_is_javascripts_to_iso_string(value, expected):
-    assert to_iso_z(value) == expected
-
-
-# --- selectors ----------------------------------------------------------------------------------
-
-
-def test_order_list_is_the_users_orders_oldest_first(make_ticket):
-    mine = [make_order(make_ticket(), user_id="me") for _ in range(3)]
-    make_order(make_ticket(), user_id="someone-else")
-    Order.objects.filter(id=mine[0].id).update(created_at=timezone.now() + dt.timedelta(hours=1))
-
-    assert [o.id for o in order_list(user_id="me")] == [mine[1].id, mine[2].id, mine[0].id]
-    assert list(order_list(user_id="nobody")) == []
-
-
-def test_order_get_for_user(make_ticket):
-    order = make_order(make_ticket(), user_id="me")
-
-    assert order_get_for_user(order_id=order.id, user_id="me") == order
-    assert order_get_for_user(order_id=order.id.upper(), user_id="me") == order
-    with pytest.raises(NotAuthorized):
-        order_get_for_user(order_id=order.id, user_id="someone-else")
-    for missing in (new_object_id(), "nope", order.id + "\n", ""):
-        with pytest.raises(OrderNotFound):
-            order_get_for_user(order_id=missing, user_id="me")

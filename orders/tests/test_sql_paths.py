@@ -10,8 +10,10 @@ from django.utils import timezone
 
 from core.ids import new_object_id
 from messaging.models import OutboxEvent
+from messaging.order_status import OrderStatus
 from orders import selectors, services
-from orders.models import Order, OrderStatus
+from orders.exceptions import UnknownCursor
+from orders.models import Order
 from orders.representation import ORDER_ROW_FIELDS
 from tickets_replica.models import Ticket
 
@@ -81,7 +83,7 @@ def test_an_unknown_or_foreign_cursor_raises_on_both_paths(request, user_orders,
     foreign = Order.objects.exclude(user_id=user_id).values_list("id", flat=True).first()
 
     for after in [new_object_id(), foreign]:
-        with pytest.raises(selectors.UnknownCursor):
+        with pytest.raises(UnknownCursor):
             selectors.order_rows_for_user(user_id=user_id, after=after, limit=3)
     last = selectors.order_rows_for_user(user_id=user_id)[-1]["id"]
     assert selectors.order_rows_for_user(user_id=user_id, after=last, limit=3) == []

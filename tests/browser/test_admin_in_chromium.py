@@ -12,7 +12,8 @@ import pytest
 from django.utils import timezone
 
 from messaging.models import FailedEvent, OutboxEvent
-from orders.models import Order, OrderStatus
+from messaging.order_status import OrderStatus
+from orders.models import Order
 from tickets_replica.models import Ticket
 
 # Chromium from the distribution (make test installs it), never a browser build Playwright downloads.

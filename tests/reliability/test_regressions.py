@@ -20,8 +20,9 @@ import requests
 from core.ids import new_object_id
 from messaging.events import Subject
 from messaging.models import FailedEvent, OutboxEvent
+from messaging.order_status import ORDER_ACTIVE_STATUSES
 from messaging.tests.harness import ticket_payload, wait_until
-from orders.models import ORDER_ACTIVE_STATUSES, Order
+from orders.models import Order
 from tickets_replica.models import Ticket
 from web.management.commands.mint_token import session_cookie_value
 

@@ -7,7 +7,8 @@ import re
 import pytest
 from django.utils import timezone
 
-from orders.models import Order, OrderStatus
+from messaging.order_status import OrderStatus
+from orders.models import Order
 from tickets_replica.models import Ticket
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core.ids import new_object_id
-from orders.models import Order, OrderStatus
+from messaging.order_status import OrderStatus
+from orders.models import Order
 from tickets_replica.models import Ticket
 from tickets_replica.services import ReplicaOutcome, ticket_apply_update, ticket_create
 

@@ -246,7 +246,7 @@ def test_unexpected_fault_is_500_something_went_wrong_without_a_stack_trace(sign
     def broken(**kwargs):
         raise RuntimeError("database exploded: secret detail")
 
-    monkeypatch.setattr("orders.apis.order_list", broken)
+    monkeypatch.setattr("orders.apis.order_rows_for_user", broken)
 
     response = signed_in.get("/api/orders")
 

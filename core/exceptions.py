@@ -1,0 +1,27 @@
+"""What a domain service refuses, in the domain's words: web.errors maps each kind to its HTTP answer."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """A request the domain refuses because of its own rules (HTTP: 400 with `message`, and `field` if set)."""
+
+    message = "Bad request"
+    field: str | None = None
+
+    def __init__(self, message: str | None = None) -> None:
+        if message is not None:
+            self.message = message
+        super().__init__(self.message)
+
+
+class NotFoundError(DomainError):
+    """What the caller names does not exist (HTTP: 404 `Not Found`)."""
+
+    message = "Not Found"
+
+
+class NotAuthorizedError(DomainError):
+    """The caller may not touch what it names (HTTP: 401 `Not authorized`, as the Node services answer)."""
+
+    message = "Not authorized"
