@@ -1,15 +1,13 @@
-"""Django's WSGI and ASGI handlers, with requests that read chunked bodies and survive any Content-Type charset."""
+"""Django's WSGI handler, with a request that reads chunked bodies and survives any Content-Type charset."""
 
 from __future__ import annotations
 
 import codecs
 import io
 import logging
-import os
 
 import django
 from django.conf import settings
-from django.core.handlers.asgi import ASGIHandler, ASGIRequest
 from django.core.handlers.wsgi import LimitedStream, WSGIHandler, WSGIRequest
 from django.utils.http import parse_header_parameters
 
@@ -94,37 +92,11 @@ class OrdersWSGIRequest(UsableCharsetMixin, WSGIRequest):
         self._stream = LimitedStream(io.BytesIO(body), len(body))
 
 
-class OrdersASGIRequest(UsableCharsetMixin, ASGIRequest):
-    """Django's ASGI request, with a body that came without Content-Length (chunked) counted.
-
-    The ASGI handler has already read the whole body into a file; without CONTENT_LENGTH, DRF
-    would not look at it and Django's size limit would not apply.
-    """
-
-    def __init__(self, scope, body_file):
-        super().__init__(scope, body_file)
-        if not self.META.get("CONTENT_LENGTH"):
-            size = body_file.seek(0, os.SEEK_END)
-            body_file.seek(0)
-            if size:
-                self.META["CONTENT_LENGTH"] = str(size)
-
-
 class OrdersWSGIHandler(WSGIHandler):
     request_class = OrdersWSGIRequest
-
-
-class OrdersASGIHandler(ASGIHandler):
-    request_class = OrdersASGIRequest
 
 
 def get_wsgi_application() -> OrdersWSGIHandler:
     """django.core.wsgi.get_wsgi_application(), with the hardened request."""
     django.setup(set_prefix=False)
     return OrdersWSGIHandler()
-
-
-def get_asgi_application() -> OrdersASGIHandler:
-    """django.core.asgi.get_asgi_application(), with the hardened request."""
-    django.setup(set_prefix=False)
-    return OrdersASGIHandler()
