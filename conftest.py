@@ -14,7 +14,20 @@ from rest_framework.test import APIClient
 from core.ids import new_object_id
 from messaging.embedded import free_port, nats_server_args
 from tickets_replica.models import Ticket
+from web.handlers import OrdersWSGIRequest
 from web.management.commands.mint_token import session_cookie_value
+
+
+@pytest.fixture(autouse=True, scope="session")
+def production_request_class():
+    """Every test client builds the request class production serves (web.handlers.OrdersWSGIRequest).
+
+    Django's test client builds `django.test.client.WSGIRequest` itself rather than going through
+    WSGI_APPLICATION; rebinding that name is the one hook short of copying ClientHandler.__call__.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("django.test.client.WSGIRequest", OrdersWSGIRequest)
+        yield
 
 
 @pytest.fixture

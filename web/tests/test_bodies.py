@@ -21,7 +21,6 @@ from rest_framework.test import APIClient
 
 from messaging.embedded import free_port
 from orders.models import Order
-from web.handlers import OrdersWSGIRequest
 
 pytestmark = pytest.mark.django_db
 
@@ -37,16 +36,6 @@ def order_body(ticket_id: str, size: int) -> bytes:
     """A valid order body padded with an ignored field to `size` bytes."""
     head = json.dumps({"ticketId": ticket_id, "padding": ""}).encode()
     return head[:-2] + b"x" * (size - len(head)) + head[-2:]
-
-
-@pytest.fixture
-def production_requests(monkeypatch):
-    """The test client builds the request class gunicorn is served with (see test_errors.py)."""
-    monkeypatch.setattr("django.test.client.WSGIRequest", OrdersWSGIRequest)
-
-
-def test_the_limit_is_two_and_a_half_mebibytes():
-    assert LIMIT == 2_621_440
 
 
 @pytest.mark.parametrize("size", [LIMIT - 1024, LIMIT])
@@ -93,7 +82,7 @@ def test_a_content_length_over_the_limit_is_413_even_when_the_body_is_short(sign
 
 @pytest.mark.parametrize("content_length", ["-5", "abc", "1e9", ""])
 def test_a_content_length_that_is_not_a_length_reads_no_body(
-    signed_in, make_ticket, production_requests, content_length
+    signed_in, make_ticket, content_length
 ):
     body = json.dumps({"ticketId": make_ticket().id}).encode()
 
@@ -391,64 +380,3 @@ def test_gunicorn_answers_a_broken_chunked_body_with_a_4xx(gunicorn_server):
     status, _ = http(port, request)
 
     assert 400 <= status < 500, log.read_text()[-3000:]
-
-
-# --- the ASGI entry point: a body that came without Content-Length ---------------------------------
-
-
-def call_asgi(body: bytes, cookie: str) -> tuple[int, dict]:
-    """One POST /api/orders through ticketing_orders.asgi, its body in two messages and no Content-Length."""
-    from asgiref.sync import async_to_sync
-    from asgiref.testing import ApplicationCommunicator
-
-    from ticketing_orders.asgi import application
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/api/orders",
-        "raw_path": b"/api/orders",
-        "query_string": b"",
-        "headers": [
-            (b"host", b"localhost"),
-            (b"content-type", b"application/json"),
-            (b"transfer-encoding", b"chunked"),
-            (b"cookie", cookie.encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 3000),
-    }
-
-    async def exchange():
-        communicator = ApplicationCommunicator(application, scope)
-        half = len(body) // 2
-        await communicator.send_input({"type": "http.request", "body": body[:half], "more_body": True})
-        await communicator.send_input({"type": "http.request", "body": body[half:], "more_body": False})
-        start = await communicator.receive_output(30)
-        content = b""
-        while True:
-            message = await communicator.receive_output(30)
-            content += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        return start["status"], json.loads(content)
-
-    return async_to_sync(exchange)()
-
-
-@pytest.mark.django_db(False)
-def test_asgi_reads_a_body_without_content_length(make_user):
-    _, cookie = make_user()
-
-    # Malformed JSON proves the body was read (an ignored body would be "TicketId must be provided").
-    assert call_asgi(b'{"ticketId": ', cookie) == (400, {"errors": [{"message": "Malformed JSON body"}]})
-
-
-@pytest.mark.django_db(False)
-def test_asgi_answers_413_to_a_body_without_content_length_over_the_limit(make_user):
-    _, cookie = make_user()
-
-    assert call_asgi(b"[" + b" " * LIMIT + b"]", cookie) == (413, TOO_LARGE)

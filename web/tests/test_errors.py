@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 from core.ids import new_object_id
 from orders.models import Order
 from web.errors import exception_handler
-from web.handlers import OrdersWSGIRequest, is_usable_charset
+from web.handlers import is_usable_charset
 from web.views import server_error
 
 pytestmark = pytest.mark.django_db
@@ -136,18 +136,8 @@ def test_malformed_json_is_400(signed_in, body):
     assert response.json() == MALFORMED_JSON
 
 
-@pytest.fixture
-def production_requests(monkeypatch):
-    """Make the test client build the request class that ticketing_orders.wsgi serves with.
-
-    Django's test client constructs django's WSGIRequest itself instead of going through
-    WSGI_APPLICATION; without this it would test a request gunicorn never sees.
-    """
-    monkeypatch.setattr("django.test.client.WSGIRequest", OrdersWSGIRequest)
-
-
 @pytest.mark.parametrize("charset", ["utf-16", "utf-32"])
-def test_json_in_a_real_but_wrong_declared_charset_is_400(signed_in, production_requests, charset):
+def test_json_in_a_real_but_wrong_declared_charset_is_400(signed_in, charset):
     response = signed_in.generic(
         "POST", "/api/orders", b'{"ticketId": "65f0c0ffee0000000000abcd"}', f"application/json; charset={charset}"
     )
@@ -159,7 +149,7 @@ def test_json_in_a_real_but_wrong_declared_charset_is_400(signed_in, production_
 @pytest.mark.parametrize("charset", ["rot13", "base64", "zlib", "hex", "idna", "punycode", "undefined", "bogus"])
 @pytest.mark.parametrize("query", ["", "?x=1&y=%ff"])
 def test_a_declared_charset_that_cannot_decode_text_is_ignored(
-    signed_in, production_requests, make_ticket, charset, query
+    signed_in, make_ticket, charset, query
 ):
     ticket = make_ticket()
     content_type = f"application/json; charset={charset}"
@@ -454,7 +444,7 @@ def is_errors_body(response) -> bool:
     )
 
 
-def test_fuzzed_requests_never_answer_5xx(make_user, make_ticket, production_requests):
+def test_fuzzed_requests_never_answer_5xx(make_user, make_ticket):
     rng = random.Random(FUZZ_SEED)
     user_id, good_cookie = make_user()
     _, other_cookie = make_user()
@@ -481,7 +471,7 @@ def test_fuzzed_requests_never_answer_5xx(make_user, make_ticket, production_req
     assert failures == []
 
 
-def test_fuzzed_order_bodies_only_ever_create_or_refuse(signed_in, make_ticket, production_requests):
+def test_fuzzed_order_bodies_only_ever_create_or_refuse(signed_in, make_ticket):
     """POST /api/orders with random JSON from a signed-in user: 201, 400, 404 or 415, and nothing else."""
     rng = random.Random(FUZZ_SEED + 1)
     tickets = tuple(make_ticket().id for _ in range(30))

@@ -73,13 +73,6 @@ def test_the_only_silenced_check_is_the_https_redirect_left_to_the_ingress(produ
     assert "System check identified no issues (0 silenced)." in result.stdout
 
 
-def test_deploy_check_does_flag_debug(production_env):
-    # The clean result above means something: the same check run with DEBUG on is not clean.
-    result = manage("check", "--deploy", env={**production_env, "DEBUG": "true"})
-
-    assert "security.W018" in result.stdout + result.stderr
-
-
 # --- JWT_KEY ------------------------------------------------------------------------------------
 
 
