@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from nats.js import JetStreamContext
 
+from core.backoff import backoff_seconds, sleep_unless_set
 from core.transactions import atomic
 from messaging.events import Event, InvalidEvent
 from messaging.jetstream import ensure_consumer
@@ -31,12 +32,6 @@ from messaging.listener import (
 from messaging.observability import beat
 
 logger = logging.getLogger(__name__)
-
-
-async def pause(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep, but wake at once when a stop is requested."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 async def hand_back(messages: list) -> None:
@@ -153,7 +148,7 @@ async def consume_loop(
                 with contextlib.suppress(Exception):
                     await subscription.unsubscribe()
                 subscription = None
-            await pause(stop, min(0.2 * 2**failures, 5))
+            await sleep_unless_set(stop, backoff_seconds(failures))
     if subscription is not None:
         with contextlib.suppress(Exception):
             await subscription.unsubscribe()

@@ -20,6 +20,7 @@ from django.db import close_old_connections, connection, connections
 from django.utils import timezone
 from nats.js import JetStreamContext
 
+from core.backoff import backoff_seconds, sleep_unless_set
 from messaging.events import encode_json
 from messaging.listener import run_db
 from messaging.models import OutboxEvent
@@ -135,13 +136,6 @@ async def relay_loop(js: JetStreamContext, stop: asyncio.Event) -> None:
     await Relay(js, stop).run()
 
 
-async def _wait(event: asyncio.Event, timeout: float) -> bool:
-    """Wait for `event` at most `timeout` seconds; whether it was set."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout=timeout)
-    return event.is_set()
-
-
 class Relay:
     """Reads pending rows, publishes them with `publish_batch`, and hands the acked ids to a marker.
 
@@ -207,7 +201,7 @@ class Relay:
             try:
                 if len(self.unmarked) >= MAX_UNMARKED:
                     self._marked.clear()
-                    await _wait(self._marked, 1.0)  # back-pressure: the marks are far behind
+                    await sleep_unless_set(self._marked, 1.0)  # back-pressure: the marks are far behind
                     continue
                 read, result = await self.pass_once()
                 if result.error is not None:
@@ -218,9 +212,9 @@ class Relay:
             except Exception as exc:
                 failures += 1
                 logger.warning("outbox relay: %s: %s (retrying)", type(exc).__name__, exc)
-                await _wait(self.stop, min(0.2 * 2**failures, 5))
+                await sleep_unless_set(self.stop, backoff_seconds(failures))
                 continue
-            await _wait(self.wake, settings.OUTBOX_POLL_SECONDS)
+            await sleep_unless_set(self.wake, settings.OUTBOX_POLL_SECONDS)
 
     async def _wake_on_stop(self) -> None:
         await self.stop.wait()
@@ -230,7 +224,7 @@ class Relay:
         failures = 0
         last_prune = 0.0
         while True:
-            await _wait(self._mark_wanted, PRUNE_EVERY_SECONDS)
+            await sleep_unless_set(self._mark_wanted, PRUNE_EVERY_SECONDS)
             self._mark_wanted.clear()
             ids = list(self.unmarked)
             try:
@@ -246,7 +240,7 @@ class Relay:
                 failures += 1
                 logger.warning("outbox mark: %s: %s (retrying)", type(exc).__name__, exc)
                 self._mark_wanted.set()
-                await asyncio.sleep(min(0.2 * 2**failures, 5))
+                await asyncio.sleep(backoff_seconds(failures))
 
     async def _in_mark_thread(self, fn: Callable, /, **kwargs: Any) -> Any:
         def call() -> Any:
@@ -299,7 +293,7 @@ async def postgres_listen(wake: asyncio.Event) -> None:
             failures += 1
             logger.warning("outbox listen: %s: %s (reconnecting)", type(exc).__name__, exc)
             wake.set()  # poll meanwhile
-            await asyncio.sleep(min(0.2 * 2**failures, 5))
+            await asyncio.sleep(backoff_seconds(failures))
 
 
 async def sqlite_watch(wake: asyncio.Event, *, path: str, every: float) -> None:

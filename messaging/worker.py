@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from nats.js import JetStreamContext
 
+from core.backoff import backoff_seconds, sleep_unless_set
 from messaging.consumer import consume_loop
 from messaging.jetstream import connect, durable_name, ensure_streams
 from messaging.listener import Listener, run_db
@@ -33,12 +34,6 @@ logger = logging.getLogger(__name__)
 FETCH_BATCH = 256
 FETCH_TIMEOUT_SECONDS = 1.0
 OBSERVE_EVERY_SECONDS = 5.0
-
-
-async def _pause(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep, but wake at once when a stop is requested."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,11 +61,11 @@ async def periodic_loop(task: Periodic, stop: asyncio.Event) -> None:
         try:
             await run_db(task.run)
             failures = 0
-            await _pause(stop, task.every())
+            await sleep_unless_set(stop, task.every())
         except Exception as exc:
             failures += 1
             logger.warning("%s: %s: %s (retrying)", task.name, type(exc).__name__, exc)
-            await _pause(stop, min(0.2 * 2**failures, task.every()))
+            await sleep_unless_set(stop, backoff_seconds(failures, cap=task.every()))
 
 
 def _database_gauges() -> tuple[int, float, int]:
@@ -97,7 +92,7 @@ async def observe_loop(js: JetStreamContext, streams: dict, listeners: list[List
             metrics.failed_events_open.set(failed_open)
         except Exception as exc:  # NATS or the database away: the gauges keep their last values
             logger.debug("observe: %s: %s", type(exc).__name__, exc)
-        await _pause(stop, OBSERVE_EVERY_SECONDS)
+        await sleep_unless_set(stop, OBSERVE_EVERY_SECONDS)
 
 
 class Worker:
@@ -150,7 +145,7 @@ class Worker:
             except Exception as exc:
                 failures += 1
                 logger.warning("stream setup: %s: %s (retrying)", type(exc).__name__, exc)
-                await _pause(self.stop, min(0.2 * 2**failures, 5))
+                await sleep_unless_set(self.stop, backoff_seconds(failures))
         return None
 
     async def run(self) -> None:
