@@ -133,7 +133,9 @@ def uv_binary() -> str:
     return find_uv_bin()
 
 
-def write_locks(directory: Path, *, extra: Sequence[str] = (), deadline_seconds: float = WRITE_DEADLINE_SECONDS) -> None:
+def write_locks(
+    directory: Path, *, extra: Sequence[str] = (), deadline_seconds: float = WRITE_DEADLINE_SECONDS
+) -> None:
     """Compile every lock in `directory`, in order; an existing lock's pins are kept unless `extra`
     says `--upgrade` or `--upgrade-package NAME`."""
     deadline = time.monotonic() + deadline_seconds
