@@ -25,6 +25,11 @@ class Lock:
     output: str  # the lock, written only by `make lock`
     constraint: str | None = None  # an earlier lock whose pins this one keeps
 
+    @property
+    def stale(self) -> str:
+        compiled_from = f"{self.source} and {self.constraint}" if self.constraint else self.source
+        return f"{self.output} was not compiled from {compiled_from} as they are now: run `make lock`"
+
 
 # Each lock keeps the pins of the one before it: the image, a MongoDB install and a developer's venv run
 # the same version of every package they share.
@@ -180,9 +185,7 @@ def check(directory: Path = ROOT, *, extra: Sequence[str] = ()) -> list[str]:
     another uv). A registry that cannot be reached in time leaves the offline verdict standing.
     """
     problems = [
-        f"{lock.output} was not compiled from {lock.source} as it is now: run `make lock`"
-        for lock in LOCKS
-        if stamped_fingerprint(directory / lock.output) != fingerprint(directory, lock)
+        lock.stale for lock in LOCKS if stamped_fingerprint(directory / lock.output) != fingerprint(directory, lock)
     ]
     if problems:
         return problems
