@@ -27,8 +27,10 @@ class Lock:
 
     @property
     def stale(self) -> str:
-        compiled_from = f"{self.source} and {self.constraint}" if self.constraint else self.source
-        return f"{self.output} was not compiled from {compiled_from} as they are now: run `make lock`"
+        compiled_from = (
+            f"{self.source} and {self.constraint} as they are" if self.constraint else f"{self.source} as it is"
+        )
+        return f"{self.output} was not compiled from {compiled_from} now: run `make lock`"
 
 
 # Each lock keeps the pins of the one before it: the image, a MongoDB install and a developer's venv run
