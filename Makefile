@@ -18,9 +18,10 @@ export WORKER_METRICS_HOST ?= 127.0.0.1
 
 .PHONY: run test lint setup clean bench browser lock lock-check
 
-# The venv holds exactly the dev lock. In hash-checking mode pip refuses any file, a dependency's
+# The venv is installed from the dev lock. In hash-checking mode pip refuses any file, a dependency's
 # included, that the lock does not name with its hash; without --no-deps it also checks that every
 # dependency is in the lock, so a lock missing one fails here instead of importing a stray version.
+# (A package dropped from the lock stays in an older venv: `make clean setup` starts afresh.)
 $(VENV)/.installed: requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
