@@ -74,12 +74,13 @@ class CompileError(RuntimeError):
         self.unreachable = unreachable
 
 
-def requirement_lines(path: Path, _seen: frozenset[Path] = frozenset()) -> list[str]:
-    """The requirement and option lines that `path` feeds the resolver, nested files included."""
+def read_inputs(path: Path, _seen: tuple[Path, ...] = ()) -> tuple[list[Path], list[str]]:
+    """The requirements files that `path` feeds the resolver (itself and what it includes with -r/-c),
+    and their requirement and option lines, comments and blank lines aside."""
     path = path.resolve()
     if path in _seen:
-        return []
-    lines: list[str] = []
+        return [], []
+    files, lines = [path], []
     for raw in path.read_text(encoding="utf-8").splitlines():
         line = re.sub(r"(^|\s)#.*$", "", raw).strip()
         if not line:
@@ -87,28 +88,18 @@ def requirement_lines(path: Path, _seen: frozenset[Path] = frozenset()) -> list[
         nested = OPTION_FILE.match(line)
         if nested:
             prefix = "-c " if nested[1] in ("-c", "--constraint") else ""
-            included = requirement_lines(path.parent / nested[2], _seen | {path})
-            lines.extend(prefix + item for item in included)
+            nested_files, nested_lines = read_inputs(path.parent / nested[2], (*_seen, path))
+            files += [item for item in nested_files if item not in files]
+            lines += [prefix + item for item in nested_lines]
         else:
             lines.append(" ".join(line.split()))
-    return lines
-
-
-def input_files(directory: Path, lock: Lock, _path: Path | None = None) -> list[Path]:
-    """Every requirements file the compile of `lock` reads (without the constraint lock)."""
-    path = (_path or directory / lock.source).resolve()
-    files = [path]
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        nested = OPTION_FILE.match(re.sub(r"(^|\s)#.*$", "", raw).strip())
-        if nested and (path.parent / nested[2]).resolve() not in files:
-            files += input_files(directory, lock, path.parent / nested[2])
-    return files
+    return files, lines
 
 
 def fingerprint(directory: Path, lock: Lock) -> str:
     """What the lock was compiled from: its inputs' requirement lines (order, comments and blank lines
     aside) and the pins of the lock it keeps. A lock matches its inputs while this is unchanged."""
-    material = sorted(requirement_lines(directory / lock.source))
+    material = sorted(read_inputs(directory / lock.source)[1])
     if lock.constraint:
         pins = (directory / lock.constraint).read_text(encoding="utf-8").splitlines()
         material += sorted("pin " + line.split()[0] for line in pins if PIN.match(line))
@@ -168,7 +159,7 @@ def recompiled(directory: Path, *, extra: Sequence[str], deadline_seconds: float
     """The locks as `make lock` would write them now, compiled in a scratch copy of the inputs."""
     with tempfile.TemporaryDirectory(prefix="lock-check-") as scratch:
         copy = Path(scratch)
-        files = {path for lock in LOCKS for path in input_files(directory, lock)}
+        files = {path for lock in LOCKS for path in read_inputs(directory / lock.source)[0]}
         files |= {(directory / lock.output).resolve() for lock in LOCKS}
         for path in files:
             target = copy / path.relative_to(directory.resolve())
