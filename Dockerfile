@@ -15,14 +15,16 @@ WORKDIR /app
 RUN groupadd --system --gid 10001 orders \
     && useradd --system --uid 10001 --gid orders --create-home --home-dir /home/orders --shell /usr/sbin/nologin orders
 
-# Dependencies first: this layer is rebuilt only when requirements.txt changes.
+# Dependencies first: this layer is rebuilt only when the runtime lock changes. requirements.lock
+# (`make lock`, from requirements.txt) names every package with its exact version and hashes, wheels
+# only: pip refuses any file the lock does not name, and builds nothing from source.
 # A builder that reaches the package index through its own mirror or a TLS-inspecting proxy passes
 # `--build-arg PIP_INDEX_URL=...` / `--build-arg PIP_CERT=<CA bundle path>` (with the bundle mounted
 # for the build); both are unset by default and are not kept in the image's environment.
 ARG PIP_INDEX_URL
 ARG PIP_CERT
-COPY requirements.txt .
-RUN pip install -r requirements.txt
+COPY requirements.lock .
+RUN pip install --require-hashes -r requirements.lock
 
 # The code stays owned by root: the service can read it, not change it.
 COPY . .

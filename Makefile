@@ -16,14 +16,29 @@ export GUNICORN_BIND ?= 127.0.0.1:$(PORT)
 # The worker's /metrics and /healthz (port 9102), on the loopback interface too.
 export WORKER_METRICS_HOST ?= 127.0.0.1
 
-.PHONY: run test lint setup clean bench browser
+.PHONY: run test lint setup clean bench browser lock lock-check
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+# The venv is installed from the dev lock. In hash-checking mode pip refuses any file, a dependency's
+# included, that the lock does not name with its hash; without --no-deps it also checks that every
+# dependency is in the lock, so a lock missing one fails here instead of importing a stray version.
+# (A package dropped from the lock stays in an older venv: `make clean setup` starts afresh.)
+$(VENV)/.installed: requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock
 	touch $@
 
 setup: $(VENV)/.installed
+
+## lock: compile requirements.lock, requirements-mongodb.lock and requirements-dev.lock (exact versions
+## with hashes) from the ranges in requirements*.txt, keeping the pins that still fit; run it after
+## editing a range. LOCK_ARGS=--upgrade takes the newest releases the ranges admit,
+## LOCK_ARGS="--upgrade-package django" one package's.
+lock: setup
+	$(BIN)/python -m devtools.locks write $(LOCK_ARGS)
+
+## lock-check: fails when a lock no longer matches its inputs (.ci/run runs it before the tests)
+lock-check: setup
+	$(BIN)/python -m devtools.locks check
 
 ## run: API on 127.0.0.1:$PORT (3000), event worker and an embedded nats-server, on SQLite in ./data
 ## (Ctrl-C stops the API and the worker, then nats-server; a process that fails stops all, non-zero)
