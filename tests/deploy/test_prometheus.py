@@ -4,6 +4,7 @@ running API and worker with the shipped configuration, evaluates the rules witho
 from __future__ import annotations
 
 import subprocess
+import time
 
 import yaml
 
@@ -120,7 +121,10 @@ def active_targets(observed: ObservedService) -> list[dict]:
 def wait_for_targets_up(observed: ObservedService) -> list[dict]:
     def up() -> list[dict] | None:
         targets = active_targets(observed)
-        return targets if targets and all(t["health"] == "up" for t in targets) else None
+        if targets and all(t["health"] == "up" for t in targets):
+            return targets
+        time.sleep(0.2)
+        return None
 
     return wait_until(up, timeout=60, message="every scrape target to be up")
 
@@ -134,14 +138,18 @@ def wait_for_rule_evaluations(observed: ObservedService, count: int) -> None:
         samples = observed.prometheus_samples("prometheus_rule_group_iterations_total")
         return {labels["rule_group"].rsplit(";", 1)[1]: value for labels, value in samples}
 
-    before = wait_until(
-        lambda: iterations() if set(iterations()) == groups else None, timeout=60, message="the rule groups"
-    )
-    wait_until(
-        lambda: all(now >= before[g] + count for g, now in iterations().items()),
-        timeout=60,
-        message=f"{count} evaluations of every rule group",
-    )
+    def all_groups() -> dict[str, float] | None:
+        found = iterations()
+        return found if set(found) == groups else None
+
+    def evaluated() -> bool:
+        done = all(now >= before[g] + count for g, now in iterations().items())
+        if not done:
+            time.sleep(0.2)  # Prometheus evaluates once a second: no need to ask fifty times
+        return done
+
+    before = wait_until(all_groups, timeout=60, message="the rule groups")
+    wait_until(evaluated, timeout=60, message=f"{count} evaluations of every rule group")
 
 
 def test_prometheus_finds_the_api_and_the_worker_pods_with_the_shipped_relabeling(observed_service) -> None:
@@ -178,7 +186,10 @@ def test_every_series_the_rules_use_is_scraped(observed_service) -> None:
     for name in sorted(set().union(*(metric_names(rule["expr"]) for rule in alerting_rules()))):
 
         def scraped(name: str = name) -> bool:
-            return bool(observed_service.api_v1("series", **{"match[]": name}))
+            found = bool(observed_service.api_v1("series", **{"match[]": name}))
+            if not found:
+                time.sleep(0.2)
+            return found
 
         wait_until(scraped, timeout=30, message=f"a series of {name}")
     # The series the readiness alert divides by: the probes' /readyz answers.
@@ -201,9 +212,12 @@ def test_a_healthy_service_raises_no_alert_and_a_failed_event_does(observed_serv
     # An event that can never be applied is set aside: the worker's gauge, scraped and evaluated.
     bad_ticket = {"id": "not-an-object-id", "version": 0, "title": "concert", "price": 20, "userId": "x"}
     observed_service.bus.publish_all([("ticket:created", bad_ticket, "alerts-bad-ticket")])
-    wait_until(
-        lambda: firing_or_pending(observed_service).get("OrdersFailedEventsOpen") == "pending",
-        timeout=60,
-        message="OrdersFailedEventsOpen to be pending",
-    )
+
+    def failed_event_alert_pending() -> bool:
+        pending = firing_or_pending(observed_service).get("OrdersFailedEventsOpen") == "pending"
+        if not pending:
+            time.sleep(0.2)
+        return pending
+
+    wait_until(failed_event_alert_pending, timeout=60, message="OrdersFailedEventsOpen to be pending")
     assert set(firing_or_pending(observed_service)) == {"OrdersFailedEventsOpen"}
