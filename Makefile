@@ -61,8 +61,17 @@ browser:
 	     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)) ; \
 	  else echo "the browser tests need Chromium at $(CHROMIUM_PATH): apt-get install chromium (or set CHROMIUM_PATH)" >&2; exit 1; fi; }
 
+# The alert rule tests run Debian's promtool and prometheus (deploy/prometheus/): installed the same way.
+.PHONY: prometheus
+prometheus:
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || \
+	     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null)) ; \
+	  else echo "the alert tests need promtool and prometheus on PATH: apt-get install prometheus" >&2; exit 1; fi; }
+
 ## test: lint (ruff, and import-linter's layer contracts in pyproject.toml), then the whole suite (SQLite, or the database DATABASE_URL names)
-test: setup browser
+test: setup browser prometheus
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest
