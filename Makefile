@@ -9,10 +9,11 @@ export JWT_KEY ?= dev-only-jwt-key-change-me-0123456789abcdef
 export DEV_NATS_PORT ?= 4322
 export NATS_URL ?= nats://127.0.0.1:$(DEV_NATS_PORT)
 export WEB_CONCURRENCY ?= 2
-# The API listens on the loopback interface only; PORT=8000 moves it, GUNICORN_BIND=0.0.0.0:3000 opens it
-# to the network (gunicorn.conf.py's own default, the container's).
+# The API (granian, `python -m common.server`) listens on the loopback interface only; PORT=8000 moves
+# it, GRANIAN_HOST=0.0.0.0 opens it to the network (common/server.py's own default, the container's).
 export PORT ?= 3000
-export GUNICORN_BIND ?= 127.0.0.1:$(PORT)
+export GRANIAN_HOST ?= 127.0.0.1
+export GRANIAN_PORT ?= $(PORT)
 # The worker's /metrics and /healthz (port 9102), on the loopback interface too.
 export WORKER_METRICS_HOST ?= 127.0.0.1
 

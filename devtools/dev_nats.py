@@ -28,7 +28,7 @@ def process_alive(pid: int) -> bool:
 
 
 def wait_for_worker(pidfile: Path, timeout: float) -> None:
-    """Wait until the process named in `pidfile` has exited (or `timeout` has passed)."""
+    """Wait until the process named in `pidfile` has exited (or `timeout` has passed); then remove the file."""
     try:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
@@ -36,6 +36,9 @@ def wait_for_worker(pidfile: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
+    if not process_alive(pid):
+        # A clean stop leaves nothing behind; a pid file of a worker still running stays, as evidence.
+        pidfile.unlink(missing_ok=True)
 
 
 def main() -> int:
