@@ -36,6 +36,6 @@ def test_plain_access_lines_carry_the_request_id(tmp_path):
     server = Server(tmp_path, LOG_LEVEL="INFO")
     with server.running():
         requests.get(f"{server.base}/healthz", headers={"X-Request-ID": REQUEST_ID}, timeout=30)
-    (line,) = [line for line in server.log().splitlines() if "orders.access" in line]
+    (line,) = [line for line in server.log().splitlines() if "orders.access" in line and REQUEST_ID in line]
     assert f"INFO orders.access [{REQUEST_ID}] 127.0.0.1 " in line
     assert '"GET /healthz HTTP/1.1" 200 ' in line
