@@ -47,7 +47,7 @@ DEFAULTS = {
 # trickling clients, not for CPU: it grows only while requests queue and shrinks after 30 s idle,
 # and under wrk -c32 it never grew past the connections in flight. Backpressure caps the requests a
 # worker takes at once at the same number, so a thread is always free for an accepted request.
-BLOCKING_THREADS = "64"
+BLOCKING_THREADS = "32"
 
 
 def jwt_key_problem(environ: MutableMapping[str, str]) -> str | None:
