@@ -44,9 +44,13 @@ DEFAULTS = {
 }
 # Per worker: blocking threads serve the Django requests. A request whose body is still arriving
 # holds its thread (parked in Rust, GIL released) until the body is whole, so the pool is sized for
-# trickling clients, not for CPU: it grows only while requests queue and shrinks after 30 s idle,
-# and under wrk -c32 it never grew past the connections in flight. Backpressure caps the requests a
-# worker takes at once at the same number, so a thread is always free for an accepted request.
+# trickling clients rather than for CPU: granian starts threads only while requests queue and stops
+# them after 30 s idle. Measured (docs/profiles/server.md, wrk -t2 -c32, both databases, two rounds):
+# 4 threads had the highest CPU per request and the lowest req/s in every round, 16 and 64 were
+# alike within the noise, 2 runtime threads bought nothing. 32 leaves room for 30 trickling bodies
+# beside the normal load; backpressure (requests a worker takes at once) is the same number, so an
+# accepted request always finds a thread, and 2 x 32 uploads in flight buffer at most about
+# 2 x 32 x 2.5 MiB, well inside the pod's memory limit.
 BLOCKING_THREADS = "32"
 
 

@@ -24,6 +24,11 @@ def process_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    # A zombie has exited: only honcho, its parent, has not collected its status yet (it does once
+    # every process has stopped), so without this the wait always ran to its timeout.
+    with contextlib.suppress(OSError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
     return True
 
 
