@@ -45,10 +45,11 @@ DEFAULTS = {
 # Per worker: blocking threads serve the Django requests. A request whose body is still arriving
 # holds its thread (parked in Rust, GIL released) until the body is whole, so the pool is sized for
 # trickling clients rather than for CPU: granian starts threads only while requests queue and stops
-# them after 30 s idle. Measured (docs/profiles/server.md, wrk -t2 -c32, both databases, two rounds):
-# 4 threads had the highest CPU per request and the lowest req/s in every round, 16 and 64 were
-# alike within the noise, 2 runtime threads bought nothing. 32 leaves room for 30 trickling bodies
-# beside the normal load; backpressure (requests a worker takes at once) is the same number, so an
+# them after 30 s idle. Measured (docs/profiles/server.md, wrk -t2 -c32, both databases, two rounds
+# on a machine loaded 11-17 on 2 cores): on PostgreSQL 4 threads cost the most CPU per request and
+# served the fewest requests in both rounds, 16 and 64 were alike; on SQLite every configuration was
+# within the round-to-round noise; 2 runtime threads bought nothing. 32 leaves room for 30 trickling
+# bodies beside the normal load; backpressure (requests a worker takes at once) is the same number, so an
 # accepted request always finds a thread, and 2 x 32 uploads in flight buffer at most about
 # 2 x 32 x 2.5 MiB, well inside the pod's memory limit.
 BLOCKING_THREADS = "32"
