@@ -24,16 +24,11 @@ def process_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie has exited: only honcho, its parent, has not collected its status yet (it does once
-    # every process has stopped), so without this the wait always ran to its timeout.
-    with contextlib.suppress(OSError, IndexError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
     return True
 
 
 def wait_for_worker(pidfile: Path, timeout: float) -> None:
-    """Wait until the process named in `pidfile` has exited (or `timeout` has passed); then remove the file."""
+    """Wait until the process named in `pidfile` has exited (or `timeout` has passed)."""
     try:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
@@ -41,9 +36,6 @@ def wait_for_worker(pidfile: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    if not process_alive(pid):
-        # A clean stop leaves nothing behind; a pid file of a worker still running stays, as evidence.
-        pidfile.unlink(missing_ok=True)
 
 
 def main() -> int:
@@ -68,6 +60,8 @@ def main() -> int:
         if server.returncode is not None:
             return server.returncode
         wait_for_worker(pidfile, WORKER_WAIT_SECONDS)
+        # Nothing reads it after this wait, and a stopped `make run` leaves nothing behind.
+        pidfile.unlink(missing_ok=True)
         server.terminate()
         try:
             server.wait(timeout=SERVER_WAIT_SECONDS)
