@@ -10,6 +10,3 @@ class CommonConfig(AppConfig):
     def ready(self) -> None:
         # Python warnings go through logging too, so LOG_FORMAT=json leaves no plain line on stderr.
         logging.captureWarnings(True)
-        from common.metrics import forget_dead_processes
-
-        forget_dead_processes()

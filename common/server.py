@@ -76,8 +76,9 @@ def fresh_metrics_dir(environ: MutableMapping[str, str]) -> str:
     """PROMETHEUS_MULTIPROC_DIR for this start: given and emptied, or a new one.
 
     Every worker process writes its samples there and /metrics adds them up. Samples left by an
-    earlier start belong to processes long gone; a worker that dies while this one runs keeps its
-    counters in the sums (they happened) and its live gauges are dropped by common.metrics.
+    earlier start belong to processes long gone. A worker that dies while this one runs leaves its
+    file, and its counts stay in the sums (they happened); the API exports no gauges (the only ones
+    django-prometheus has, of migrations, are off), so nothing of a dead worker's goes stale.
     """
     if path := environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.makedirs(path, exist_ok=True)
