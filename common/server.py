@@ -45,14 +45,20 @@ DEFAULTS = {
 # Per worker: blocking threads serve the Django requests. A request whose body is still arriving
 # holds its thread (parked in Rust, GIL released) until the body is whole, so the pool is sized for
 # trickling clients rather than for CPU: granian starts threads only while requests queue and stops
-# them after 30 s idle. Measured (docs/profiles/server.md, wrk -t2 -c32, both databases, two rounds
-# on a machine loaded 11-17 on 2 cores): on PostgreSQL 4 threads cost the most CPU per request and
-# served the fewest requests in both rounds, 16 and 64 were alike; on SQLite every configuration was
-# within the round-to-round noise; 2 runtime threads bought nothing. 32 leaves room for 30 trickling
-# bodies beside the normal load; backpressure (requests a worker takes at once) is the same number, so an
-# accepted request always finds a thread, and 2 x 32 uploads in flight buffer at most about
-# 2 x 32 x 2.5 MiB, well inside the pod's memory limit.
+# them after 30 s idle. Measured (docs/profiles/server.md, wrk -t2 -c32, two rounds each, on a
+# machine loaded 11-17 on 2 cores): on PostgreSQL 4 threads cost the most CPU per request and served
+# the fewest requests in both rounds, 16 and 64 were alike; on SQLite the rounds moved more than the
+# configurations differed; 2 runtime threads bought nothing. 32 leaves room for 30 trickling bodies
+# beside the normal load. The price, on SQLite only: a burst of writers that large queues on its one
+# write lock, whose waiters are not served in turn, and in `make bench`'s flash sale (64 buyers at
+# once) 10 of them waited past the 30 s lock timeout (503). GRANIAN_BLOCKING_THREADS=8 avoids that
+# where SQLite takes write bursts and no client can trickle (docs/profiles/server.md).
 BLOCKING_THREADS = "32"
+# Connections a worker holds at once, idle kept-alive ones included (granian takes a permit per
+# connection): well above the threads, so an upstream's pool of kept-alive connections never keeps a
+# new one waiting in the backlog, and low enough that each one's read buffer (up to 400 KiB) and the
+# bodies in flight (32 x 2.5 MiB) stay inside the pod's 512 Mi with both workers full.
+BACKPRESSURE = "128"
 
 
 def jwt_key_problem(environ: MutableMapping[str, str]) -> str | None:
@@ -96,7 +102,7 @@ def granian_environment(environ: MutableMapping[str, str]) -> None:
         environ.setdefault(name, value)
     environ.setdefault("GRANIAN_WORKERS", environ.get("WEB_CONCURRENCY", "2"))
     environ.setdefault("GRANIAN_BLOCKING_THREADS", BLOCKING_THREADS)
-    environ.setdefault("GRANIAN_BACKPRESSURE", environ["GRANIAN_BLOCKING_THREADS"])
+    environ.setdefault("GRANIAN_BACKPRESSURE", BACKPRESSURE)
     environ.setdefault("GRANIAN_LOG_LEVEL", environ.get("LOG_LEVEL", "INFO").lower())
     if environ.get("LOG_FORMAT") == "json" and "GRANIAN_LOG_CONFIG" not in environ:
         config = json_logconfig(environ.get("LOG_LEVEL", "INFO"), server_loggers=("_granian", "granian.access"))

@@ -42,7 +42,7 @@ def test_the_environment_overrides_every_default():
     assert (environ["GRANIAN_WORKERS"], environ["GRANIAN_BLOCKING_THREADS"], environ["GRANIAN_BACKPRESSURE"]) == (
         "3",
         "8",
-        "8",
+        "128",
     )
     assert (environ["GRANIAN_LOG_LEVEL"], environ["GRANIAN_INTERFACE"]) == ("debug", "wsgi")
     assert environ["GRANIAN_HOST"] == DEFAULTS["GRANIAN_HOST"] == "0.0.0.0"  # noqa: S104 (the contract's)
