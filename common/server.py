@@ -51,8 +51,8 @@ DEFAULTS = {
 # configurations differed; 2 runtime threads bought nothing. 32 leaves room for 30 trickling bodies
 # beside the normal load. The price, on SQLite only: a burst of writers that large queues on its one
 # write lock, whose waiters are not served in turn, and in `make bench`'s flash sale (64 buyers at
-# once) 10 of them waited past the 30 s lock timeout (503). GRANIAN_BLOCKING_THREADS=8 avoids that
-# where SQLite takes write bursts and no client can trickle (docs/profiles/server.md).
+# once) 10 of them waited past the 30 s lock timeout (503), where gunicorn's 2 x 4 had none. Fewer
+# (GRANIAN_BLOCKING_THREADS) suit SQLite taking write bursts where no client can trickle.
 BLOCKING_THREADS = "32"
 # Connections a worker holds at once, idle kept-alive ones included (granian takes a permit per
 # connection): well above the threads, so an upstream's pool of kept-alive connections never keeps a
