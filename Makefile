@@ -53,8 +53,10 @@ test: setup browser
 	$(BIN)/pytest
 
 ## bench: every benchmark on SQLite and PostgreSQL (BENCH_POSTGRES_URL, used only to create and drop
-## bench_hb_* databases); rewrites docs/benchmarks.md and docs/benchmarks.png. Needs wrk (installed with
-## apt-get when missing and running as root). BENCH_ARGS passes options, e.g. BENCH_ARGS=--quick.
+## bench_hb_* databases), the HTTP ones and the flash sale also on BENCH_BASELINE's server (default
+## 5a7fa8a, a temporary git worktree; a directory or `none` also do); rewrites docs/benchmarks.md and
+## docs/benchmarks.png. Needs wrk (installed with apt-get when missing and running as root).
+## BENCH_ARGS passes options, e.g. BENCH_ARGS=--quick.
 BENCH_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 bench: setup
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get install -y wrk || (apt-get update && apt-get install -y wrk)); } \
