@@ -1,10 +1,4 @@
-"""Access lines written by the application, with the request id, whichever server runs it; the servers' JSON log setup.
-
-The access line comes from the app, not the server: neither granian's access log (request headers
-only) nor one setting shared by granian and gunicorn can print the X-Request-ID the response
-carries when the client sent none. The module imports no Django at import time: the launcher
-and gunicorn.conf.py read json_logconfig() before Django is loaded.
-"""
+"""Access lines written by the application, with the request id, under any server; the servers' JSON log setup."""
 
 from __future__ import annotations
 
@@ -13,6 +7,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+# The access line comes from the app, not the server: granian's access log sees only the request's
+# headers, and the X-Request-ID the service generates when the client sent none is not among them.
+# Nothing is imported from Django here: the launcher and gunicorn.conf.py read json_logconfig() first.
 access_logger = logging.getLogger("orders.access")
 
 

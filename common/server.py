@@ -1,11 +1,4 @@
-"""`python -m common.server`: granian serving ticketing_orders.wsgi with the service's defaults, after its checks.
-
-Everything granian itself can express stays granian's: each default below is a GRANIAN_* variable
-set only when the environment has not set it, then this process runs granian's own command line
-(arguments are passed on to it), so its options, signals, workers and exit status are granian's. What granian cannot express is done here first:
-refusing to start without JWT_KEY in one sentence, a fresh Prometheus multiprocess directory, and
-JSON lines for granian's own messages under LOG_FORMAT=json. Nothing here imports Django.
-"""
+"""`python -m common.server`: granian serving ticketing_orders.wsgi with the service's defaults, after its checks."""
 
 from __future__ import annotations
 
@@ -19,6 +12,13 @@ from collections.abc import MutableMapping
 from common.access_log import json_logconfig
 
 APPLICATION = "ticketing_orders.wsgi:application"
+
+# Everything granian itself can express stays granian's: each default below is a GRANIAN_* variable
+# set only when the environment has not set it, then this process runs granian's own command line
+# (arguments are passed on to it), so its options, signals, workers and exit status are granian's.
+# What granian cannot express is done here first: refusing to start without JWT_KEY in one sentence,
+# a fresh Prometheus multiprocess directory, and JSON lines for granian's own messages under
+# LOG_FORMAT=json. Nothing here imports Django.
 
 # Chosen by measurement (docs/profiles/server.md, "granian: workers and threads"), both databases.
 DEFAULTS = {
