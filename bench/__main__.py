@@ -152,8 +152,8 @@ def main() -> int:
                             log(f"{db.label}: {name}{this.label} took {time.monotonic() - began:.0f} s")
                     if len(results) == 2:
                         figures += versus_baseline(*results, BASELINE_LABEL)
-                        if args.json:  # as it goes: a long run's figures survive its interruption
-                            args.json.write_text(json.dumps([dataclasses.asdict(f) for f in figures], default=str))
+                    if args.json:  # as it goes: a long run's figures survive its interruption
+                        args.json.write_text(json.dumps([dataclasses.asdict(f) for f in figures], default=str))
             context = describe(args.code, databases, args.quick, baseline)
         finally:
             run.stop_all()
