@@ -240,6 +240,16 @@ def test_api_runs_granian_as_the_image_does() -> None:
     assert 'CMD ["python", "-m", "common.server"]' in dockerfile
 
 
+def test_api_threads_and_replicas_fit_postgresql_connections() -> None:
+    """Each blocking thread keeps a PostgreSQL connection: the API's total stays well inside the default 100."""
+    deployment = workloads()["orders-depl"]
+    env = {item["name"]: item.get("value") for item in main_container("orders-depl")["env"]}
+    connections = deployment["spec"]["replicas"] * int(env["WEB_CONCURRENCY"]) * int(env["GRANIAN_BLOCKING_THREADS"])
+    # The rolling update's extra pod (maxSurge 1) and the worker's connections come on top.
+    surge = deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+    assert connections * (deployment["spec"]["replicas"] + surge) / deployment["spec"]["replicas"] <= 50
+
+
 def test_api_grace_period_outlasts_pre_stop_and_the_servers_drain() -> None:
     from common.server import DEFAULTS
 
