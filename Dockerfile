@@ -1,4 +1,4 @@
-# The orders service image: the API (the default command) and, with another command, the event
+# The orders service image: the API (the default command, granian) and, with another command, the event
 # worker (`python manage.py run_listeners`) and the migrations (`python manage.py migrate`).
 FROM python:3.11-slim
 
@@ -42,5 +42,7 @@ USER 10001:10001
 
 EXPOSE 3000
 
-# gunicorn.conf.py (read from the working directory) binds 0.0.0.0:3000, workers from WEB_CONCURRENCY.
-CMD ["gunicorn", "ticketing_orders.wsgi"]
+# granian serving ticketing_orders.wsgi:application on 0.0.0.0:3000, workers from WEB_CONCURRENCY
+# (ticketing_orders/server.py: its defaults as GRANIAN_* variables, which the environment may override).
+# `gunicorn ticketing_orders.wsgi` serves the same API (gunicorn.conf.py, from the working directory).
+CMD ["python", "-m", "ticketing_orders.server"]

@@ -9,10 +9,11 @@ export JWT_KEY ?= dev-only-jwt-key-change-me-0123456789abcdef
 export DEV_NATS_PORT ?= 4322
 export NATS_URL ?= nats://127.0.0.1:$(DEV_NATS_PORT)
 export WEB_CONCURRENCY ?= 2
-# The API listens on the loopback interface only; PORT=8000 moves it, GUNICORN_BIND=0.0.0.0:3000 opens it
-# to the network (gunicorn.conf.py's own default, the container's).
+# The API (granian, `python -m ticketing_orders.server`) listens on the loopback interface only; PORT=8000 moves
+# it, GRANIAN_HOST=0.0.0.0 opens it to the network (ticketing_orders/server.py's own default, the container's).
 export PORT ?= 3000
-export GUNICORN_BIND ?= 127.0.0.1:$(PORT)
+export GRANIAN_HOST ?= 127.0.0.1
+export GRANIAN_PORT ?= $(PORT)
 # The worker's /metrics and /healthz (port 9102), on the loopback interface too.
 export WORKER_METRICS_HOST ?= 127.0.0.1
 
@@ -77,8 +78,10 @@ test: setup browser prometheus
 	$(BIN)/pytest
 
 ## bench: every benchmark on SQLite and PostgreSQL (BENCH_POSTGRES_URL, used only to create and drop
-## bench_hb_* databases); rewrites docs/benchmarks.md and docs/benchmarks.png. Needs wrk (installed with
-## apt-get when missing and running as root). BENCH_ARGS passes options, e.g. BENCH_ARGS=--quick.
+## bench_hb_* databases), the HTTP ones and the flash sale also on BENCH_BASELINE's server (default
+## 5a7fa8a, a temporary git worktree; a directory or `none` also do); rewrites docs/benchmarks.md and
+## docs/benchmarks.png. Needs wrk (installed with apt-get when missing and running as root).
+## BENCH_ARGS passes options, e.g. BENCH_ARGS=--quick.
 BENCH_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 bench: setup
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get install -y wrk || (apt-get update && apt-get install -y wrk)); } \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -13,13 +14,15 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 from bench import report
 from bench.harness import REPO, Database, Figure, Run, log, temp_workdir
-from bench.scenarios import SCENARIOS
+from bench.scenarios import SCENARIOS, SERVER_SCENARIOS, versus_baseline
 
 NOTES = "benchmarks-notes.md"
+BASELINE_LABEL = " [baseline server]"
 
 
 def parse_args() -> argparse.Namespace:
@@ -33,6 +36,13 @@ def parse_args() -> argparse.Namespace:
         help="used only to CREATE and DROP scratch databases named bench_hb_* (BENCH_POSTGRES_URL)",
     )
     parser.add_argument("--code", type=Path, default=REPO, help="the checkout to measure (default: this one)")
+    parser.add_argument(
+        "--baseline",
+        default=os.environ.get("BENCH_BASELINE", "5a7fa8a"),
+        help="a checkout (directory) or a git revision of this repository whose default server runs the HTTP "
+        "scenarios and the flash sale beside this one's, in the same run (default 5a7fa8a, the last gunicorn "
+        "default; 'none' to skip)",
+    )
     parser.add_argument("--out", type=Path, help="the Markdown page (default docs/benchmarks.md for this checkout)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, SQLite files)")
@@ -47,12 +57,36 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def describe(code: Path, databases: list[Database], quick: bool) -> list[str]:
+@contextlib.contextmanager
+def baseline_checkout(spec: str, workdir: Path) -> Iterator[Path | None]:
+    """The baseline's code: the directory given, or a detached git worktree of the revision, removed after."""
+    if spec == "none":
+        yield None
+        return
+    if Path(spec).is_dir():
+        yield Path(spec).resolve()
+        return
+    path = workdir / "baseline"
+    subprocess.run(["git", "worktree", "add", "--detach", str(path), spec], cwd=REPO, check=True, capture_output=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=REPO, capture_output=True)
+
+
+def describe(code: Path, databases: list[Database], quick: bool, baseline: Run | None = None) -> list[str]:
     def git(*args: str) -> str:
         out = subprocess.run(["git", *args], cwd=code, capture_output=True, text=True)
         return out.stdout.strip()
 
     dirty = " plus uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else ""
+    if baseline is not None:
+        base_rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=baseline.code, capture_output=True, text=True
+        ).stdout.strip()
+        dirty += (
+            f"; baseline: commit `{base_rev or baseline.code}` ({baseline.server_kind()} as its files configure it)"
+        )
     cpu = next(
         (
             line.split(":", 1)[1].strip()
@@ -71,10 +105,11 @@ def describe(code: Path, databases: list[Database], quick: bool) -> list[str]:
         f"`{git('rev-parse', '--short', 'HEAD') or '?'}`{dirty}",
         f"machine: {os.cpu_count()} CPUs ({cpu}), load average {', '.join(f'{x:.1f}' for x in os.getloadavg())} at "
         "the end; shared with other work, so compare each figure with its baseline rather than across runs",
-        f"software: Python {platform.python_version()}, gunicorn {version('gunicorn')} (as gunicorn.conf.py "
-        f"configures it), nats-py {version('nats-py')}, {nats_version}, " + ", ".join(db.version() for db in databases),
-        "load: wrk -t2 -c32 (HTTP); CPU per request = utime + stime of gunicorn's master and workers "
-        "(/proc) / requests served",
+        f"software: Python {platform.python_version()}, granian {version('granian')} (as ticketing_orders/server.py "
+        f"configures it), gunicorn {version('gunicorn')}, nats-py {version('nats-py')}, {nats_version}, "
+        + ", ".join(db.version() for db in databases),
+        "load: wrk -t2 -c32 (HTTP); CPU per request = utime + stime of the server's main process and workers "
+        "(/proc) / requests served; the HTTP scenarios and the flash sale log at INFO (an access line a request)",
     ]
 
 
@@ -88,8 +123,11 @@ def main() -> int:
     figures: list[Figure] = []
     failures: list[str] = []
     started = time.monotonic()
-    with temp_workdir(keep=args.keep) as workdir:
+    with temp_workdir(keep=args.keep) as workdir, baseline_checkout(args.baseline, workdir) as baseline_code:
         run = Run(code=args.code, workdir=workdir, quick=args.quick)
+        baseline = None
+        if baseline_code is not None:
+            baseline = Run(code=baseline_code, workdir=workdir, quick=args.quick, label=BASELINE_LABEL)
         databases = [
             Database(kind, args.postgres_url if kind == "postgres" else "", workdir) for kind in args.db.split(",")
         ]
@@ -99,18 +137,24 @@ def main() -> int:
                 log(f"{db.label}: migrating a template database")
                 run.migrate_template(db)
                 for name in args.only.split(","):
-                    began = time.monotonic()
-                    try:
-                        figures += SCENARIOS[name](run, db)
-                    except Exception as exc:
-                        traceback.print_exc()
-                        failures.append(f"{name} on {db.label}: {type(exc).__name__}: {str(exc)[:300]}")
-                    finally:
-                        run.stop_all()
-                        log(f"{db.label}: {name} took {time.monotonic() - began:.0f} s")
-                        if args.json:  # as it goes: a long run's figures survive its interruption
-                            args.json.write_text(json.dumps([dataclasses.asdict(f) for f in figures], default=str))
-            context = describe(args.code, databases, args.quick)
+                    runs = [run] + ([baseline] if baseline and name in SERVER_SCENARIOS else [])
+                    results: list[list[Figure]] = []
+                    for this in runs:
+                        began = time.monotonic()
+                        try:
+                            results.append(SCENARIOS[name](this, db))
+                            figures += results[-1]
+                        except Exception as exc:
+                            traceback.print_exc()
+                            failures.append(f"{name}{this.label} on {db.label}: {type(exc).__name__}: {str(exc)[:300]}")
+                        finally:
+                            this.stop_all()
+                            log(f"{db.label}: {name}{this.label} took {time.monotonic() - began:.0f} s")
+                    if len(results) == 2:
+                        figures += versus_baseline(*results, BASELINE_LABEL)
+                    if args.json:  # as it goes: a long run's figures survive its interruption
+                        args.json.write_text(json.dumps([dataclasses.asdict(f) for f in figures], default=str))
+            context = describe(args.code, databases, args.quick, baseline)
         finally:
             run.stop_all()
             for db in databases:

@@ -110,7 +110,7 @@ class Child:
                 self.process.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=timeout)
-        # Nothing of its group (gunicorn's workers with their master) outlives the benchmark.
+        # Nothing of its group (the server's workers with their main process) outlives the benchmark.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -151,7 +151,7 @@ def _stat(pid: int) -> list[str] | None:
 def process_tree_cpu(root: int) -> float:
     """CPU seconds (utime + stime) of `root` and all its descendants, plus the children it has reaped.
 
-    A gunicorn worker that exits and is reaped moves its time into its master's cutime/cstime, so the
+    A server's worker that exits and is reaped moves its time into its parent's cutime/cstime, so the
     sum stays continuous across worker restarts.
     """
     parents: dict[int, int] = {}
@@ -306,8 +306,9 @@ class Database:
 class Run:
     """The code under test, the temp folder, and the processes and databases of one benchmark run."""
 
-    def __init__(self, *, code: Path, workdir: Path, quick: bool) -> None:
+    def __init__(self, *, code: Path, workdir: Path, quick: bool, label: str = "") -> None:
         self.code = code
+        self.label = label  # "" for the code under test; a baseline checkout's name otherwise
         self.workdir = workdir
         self.quick = quick
         self.children: list[Child] = []
@@ -315,9 +316,14 @@ class Run:
     def env(self, database_url: str, nats_url: str = "nats://127.0.0.1:9", **extra: str) -> dict[str, str]:
         """The environment a deployment gives the service, pointed at scratch resources."""
         env = dict(os.environ)
-        # The service as configured by its files (gunicorn.conf.py's defaults), not by this shell.
+        # The service as configured by its files (ticketing_orders/server.py's or gunicorn.conf.py's defaults), not by
+        # this shell.
         for name in [*env]:
-            if name.startswith(("GUNICORN_", "DJANGO_", "DATABASE_", "NATS_")) or name == "WEB_CONCURRENCY":
+            if name.startswith(("GUNICORN_", "GRANIAN_", "DJANGO_", "DATABASE_", "NATS_", "PROMETHEUS_")) or name in (
+                "WEB_CONCURRENCY",
+                "PORT",
+                "LOG_FORMAT",
+            ):
                 del env[name]
         data_dir = self.workdir / "data"
         data_dir.mkdir(exist_ok=True)
@@ -394,24 +400,23 @@ class Run:
     def worker(self, env: dict[str, str], name: str = "run_listeners") -> Child:
         return self.start(name, [sys.executable, "manage.py", "run_listeners"], env)
 
-    def gunicorn(self, env: dict[str, str]) -> tuple[Child, str]:
-        """gunicorn as gunicorn.conf.py configures it, on a free loopback port, with the bare route added."""
+    def server_kind(self) -> str:
+        """The checkout's default API server: granian where ticketing_orders/server.py exists, gunicorn before."""
+        return "granian" if (self.code / "ticketing_orders" / "server.py").exists() else "gunicorn"
+
+    def api_server(self, env: dict[str, str]) -> tuple[Child, str]:
+        """The checkout's default API server as its files configure it, on a free loopback port, with the
+        bare route added."""
         port = free_port()
-        env = {**env, "DJANGO_SETTINGS_MODULE": "benchsite.settings", "GUNICORN_BIND": f"127.0.0.1:{port}"}
-        child = self.start(
-            "gunicorn",
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "gunicorn.conf.py",
-                "-b",
-                f"127.0.0.1:{port}",
-                "ticketing_orders.wsgi",
-            ],
-            env,
-        )
+        env = {**env, "DJANGO_SETTINGS_MODULE": "benchsite.settings"}
+        if self.server_kind() == "granian":
+            args = [sys.executable, "-m", "ticketing_orders.server"]
+            env.update(GRANIAN_HOST="127.0.0.1", GRANIAN_PORT=str(port))
+        else:
+            args = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}"]
+            args.append("ticketing_orders.wsgi")
+            env["GUNICORN_BIND"] = f"127.0.0.1:{port}"
+        child = self.start(self.server_kind(), args, env)
         base = f"http://127.0.0.1:{port}"
 
         def ready() -> bool:
@@ -422,7 +427,7 @@ class Run:
                 return answer.status == 200
             return False
 
-        wait_until(ready, timeout=60, what="gunicorn answering", every=0.2)
+        wait_until(ready, timeout=90, what=f"{self.server_kind()} answering", every=0.2)
         return child, base
 
 

@@ -97,7 +97,10 @@ def http_figure(scenario: str, db: Database, ours: dict, bare: dict, rate_target
 
 def http(run: Run, db: Database) -> list[Figure]:
     """GET /api/orders/:id, GET /api/orders (20 orders; then with a million more in the table) and POST
-    /api/orders under wrk -t2 -c32, each right after the bare view on the same gunicorn."""
+    /api/orders under wrk -t2 -c32, each right after the bare view on the same server.
+
+    On a baseline checkout (run.label) the big table is left out: it measures the query, not the server.
+    """
     seconds = 1 if run.quick else 10
     big = 5000 if run.quick else 1_000_000
     post_tickets = 3000 if run.quick else 30_000
@@ -107,7 +110,8 @@ def http(run: Run, db: Database) -> list[Figure]:
     orders = run.django(env, "orders", user, "6b", 20)["orders"]
     run.django(env, "tickets", "6c", post_tickets)
     cookie = session_cookie(user)
-    server, base = run.gunicorn(env)
+    # At INFO, as deployed: every request writes its access line (gunicorn's before, the app's now).
+    server, base = run.api_server({**env, "LOG_LEVEL": "INFO"})
     dbname = url.rsplit("/", 1)[-1]
     posts = iter(f"{object_id('6c', n)}\t{session_cookie(object_id('6e', n))}" for n in range(post_tickets))
 
@@ -134,23 +138,27 @@ def http(run: Run, db: Database) -> list[Figure]:
         bare = measure("/bench/bare", "get")
         return measure(path, *args, warm=warm), bare
 
-    label = db.label
+    label = f"{db.label}{run.label}"
     figures = []
     if run.quick:  # one warm-up for all: the first requests of a worker import and connect
         for path in ("/bench/bare", f"/api/orders/{orders[0]}", "/api/orders"):
             wrk(base + path, "get", cookie, seconds=1)
     log(f"{label}: GET /api/orders/:id")
     ours, bare = pair(f"/api/orders/{orders[0]}", "get", cookie)
-    figures.append(http_figure("GET /api/orders/:id", db, ours, bare, 0.40, 2.5))
+    figures.append(http_figure("GET /api/orders/:id" + run.label, db, ours, bare, 0.40, 2.5))
     log(f"{label}: GET /api/orders (20 orders)")
     ours, bare = pair("/api/orders", "get", cookie)
-    small = http_figure("GET /api/orders (20 orders)", db, ours, bare, 0.33, 3)
+    small = http_figure("GET /api/orders (20 orders)" + run.label, db, ours, bare, 0.33, 3)
     figures.append(small)
     log(f"{label}: POST /api/orders")
     if not run.quick:
         wrk(base + "/api/orders", "post", post_file(post_tickets // 10), seconds=1)
     ours, bare = pair("/api/orders", "post", post_file(post_tickets), warm=False)
-    figures.append(http_figure("POST /api/orders", db, ours, bare, 0.20, 5))
+    figures.append(http_figure("POST /api/orders" + run.label, db, ours, bare, 0.20, 5))
+    if run.label:
+        run.stop(server)
+        db.release(url)
+        return figures
     log(f"{label}: inserting {big} orders of other users")
     loaded = run.django(env, "bulk-orders", str(big), timeout=1800)
     log(f"{label}: inserted in {loaded['seconds']:.1f} s; GET /api/orders again")
@@ -174,7 +182,7 @@ def flash_sale(run: Run, db: Database) -> list[Figure]:
     url = db.scratch("flash")
     env = run.env(url)
     run.django(env, "tickets", "6f", pool)
-    server, base = run.gunicorn(env)
+    server, base = run.api_server({**env, "LOG_LEVEL": "INFO"})
     pool_file = run.workdir / "flash-pool.txt"
     pool_file.write_text("\n".join(object_id("6f", n) for n in range(pool)) + "\n")
     buyers_file = run.workdir / "flash-buyers.txt"
@@ -210,7 +218,7 @@ def flash_sale(run: Run, db: Database) -> list[Figure]:
     ok = sale["c201"] == pool == sold and sale["c5xx"] == 0
     return [
         Figure(
-            scenario=f"Flash sale: {pool} tickets, {buyers} buyers",
+            scenario=f"Flash sale: {pool} tickets, {buyers} buyers{run.label}",
             database=db.label,
             measured=(
                 f"sold out in {num(sell_out)} s; {sale['c201']} x 201, {sale['c5xx']} x 5xx ({sale['c503']} of them 503), "
@@ -491,3 +499,56 @@ SCENARIOS: dict[str, Callable[[Run, Database], list[Figure]]] = {
     "latency": latency,
     "convergence": convergence,
 }
+
+
+# Scenarios that also run on a baseline checkout (--baseline): they measure the front door.
+SERVER_SCENARIOS = ("http", "flash")
+
+
+def versus_baseline(ours: list[Figure], theirs: list[Figure], suffix: str) -> list[Figure]:
+    """This checkout's default server against the baseline checkout's, same run, same database.
+
+    Targets: CPU per request of GET :id, the list and POST at least 30% below the baseline's; the
+    flash sale sells exactly the pool with no 5xx, and sells out faster.
+    """
+    baseline = {f.scenario.removesuffix(suffix): f for f in theirs}
+    figures = []
+    for figure in ours:
+        other = baseline.get(figure.scenario)
+        if other is None:
+            continue
+        if "cpu_ms" in figure.numbers:
+            ratio = figure.numbers["cpu_ms"] / other.numbers["cpu_ms"]
+            rate = figure.numbers["rate"] / other.numbers["rate"]
+            figures.append(
+                Figure(
+                    scenario=f"{figure.scenario}: CPU/req against{suffix}",
+                    database=figure.database,
+                    measured=f"{num(figure.numbers['cpu_ms'])} ms CPU/req, {figure.numbers['rate']:.0f} req/s",
+                    baseline=f"{suffix.strip(' []')}: {num(other.numbers['cpu_ms'])} ms CPU/req, "
+                    f"{other.numbers['rate']:.0f} req/s",
+                    ratio=ratio,
+                    ratio_label=f"{ratio:.2f}x CPU/req, {rate:.2f}x req/s",
+                    target="<= 0.70x CPU/req",
+                    met=ratio <= 0.70,
+                    numbers={"cpu_ratio": ratio, "rate_ratio": rate, "cpu_target": 0.70},
+                )
+            )
+        elif "sell_out_s" in figure.numbers:
+            mine, theirs_s = figure.numbers["sell_out_s"], other.numbers["sell_out_s"]
+            ratio = mine / theirs_s if theirs_s == theirs_s and theirs_s else float("nan")
+            figures.append(
+                Figure(
+                    scenario=f"{figure.scenario}: sell-out against{suffix}",
+                    database=figure.database,
+                    measured=f"sold out in {num(mine)} s, {figure.numbers['c201']} x 201, {figure.numbers['c5xx']} x 5xx",
+                    baseline=f"{suffix.strip(' []')}: {num(theirs_s)} s, {other.numbers['c201']} x 201, "
+                    f"{other.numbers['c5xx']} x 5xx",
+                    ratio=ratio,
+                    ratio_label=f"{ratio:.2f}x the time",
+                    target="faster, exactly the pool, no 5xx",
+                    met=bool(figure.met) and ratio < 1,
+                    numbers={"time_ratio": ratio},
+                )
+            )
+    return figures

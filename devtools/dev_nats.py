@@ -60,6 +60,8 @@ def main() -> int:
         if server.returncode is not None:
             return server.returncode
         wait_for_worker(pidfile, WORKER_WAIT_SECONDS)
+        # Nothing reads it after this wait, and a stopped `make run` leaves nothing behind.
+        pidfile.unlink(missing_ok=True)
         server.terminate()
         try:
             server.wait(timeout=SERVER_WAIT_SECONDS)

@@ -317,12 +317,14 @@ EVENT_MAX_DELIVERIES = int(os.environ.get("EVENT_MAX_DELIVERIES", "10"))
 # a second; a redelivery of one that was merely slow changes nothing (every apply is idempotent).
 EVENT_ACK_WAIT_SECONDS = envfloat("EVENT_ACK_WAIT_SECONDS", 10)
 
-# Observability: Prometheus metrics at /metrics (django-prometheus; gunicorn.conf.py sets
-# PROMETHEUS_MULTIPROC_DIR so every worker process is counted), a request id on every request
-# (django-guid: X-Request-ID taken when it is a UUID, generated otherwise, and returned), and
-# logs as plain text or, with LOG_FORMAT=json, one JSON object a line (python-json-logger).
+# Observability: Prometheus metrics at /metrics (django-prometheus; ticketing_orders/server.py and
+# gunicorn.conf.py set PROMETHEUS_MULTIPROC_DIR so every worker process is counted), a request id on
+# every request (django-guid: X-Request-ID taken when it is a UUID, generated otherwise, and
+# returned), an access line per request carrying it (whichever server runs the app), and logs as
+# plain text or, with LOG_FORMAT=json, one JSON object a line (python-json-logger).
 INSTALLED_APPS += ["django_guid", "django_prometheus"]
 MIDDLEWARE = [
+    "web.access_log.AccessLogMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django_guid.middleware.guid_middleware",
     *MIDDLEWARE,

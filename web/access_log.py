@@ -1,31 +1,67 @@
-"""gunicorn's access lines with the request id (the X-Request-ID our response carries), plain or JSON.
-
-Read by gunicorn.conf.py, before Django is loaded: nothing here imports Django.
-"""
+"""Access lines written by the application, with the request id, under any server; the servers' JSON log setup."""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
-# gunicorn's default line, then the response's X-Request-ID (django-guid sets it on every response).
-ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(M)sms request_id=%({x-request-id}o)s'
+# The access line comes from the app, not the server: granian's access log sees only the request's
+# headers, and the X-Request-ID the service generates when the client sent none is not among them.
+# Nothing is imported from Django here: the launcher and gunicorn.conf.py read json_logconfig() first.
+access_logger = logging.getLogger("orders.access")
 
 
-class AccessRequestIdFilter(logging.Filter):
-    """Gives gunicorn's access records the `correlation_id` field our other records have."""
+class AccessLogMiddleware:
+    """One INFO line per request on `orders.access`: client, request line, status, size, milliseconds.
+
+    Outermost in MIDDLEWARE, so the time covers every other middleware; django-guid (inside it)
+    has set the request id by the time the line is written, and the log filter adds it.
+    """
+
+    def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        if access_logger.isEnabledFor(logging.INFO):
+            size = "-" if getattr(response, "streaming", False) else str(len(response.content))
+            access_logger.info(
+                '%s "%s %s %s" %s %s %.1fms',
+                request.META.get("REMOTE_ADDR", "-"),
+                request.method,
+                request.get_full_path(),
+                request.META.get("SERVER_PROTOCOL", "-"),
+                response.status_code,
+                size,
+                (time.perf_counter() - started) * 1000,
+            )
+        return response
+
+
+class ServerRecordFilter(logging.Filter):
+    """The server's own records (no request of ours) get the `correlation_id` field as "-"."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        atoms = record.args if isinstance(record.args, dict) else {}
-        record.correlation_id = atoms.get("{x-request-id}o") or "-"
+        if not hasattr(record, "correlation_id"):
+            record.correlation_id = "-"
         return True
 
 
-def json_logconfig(level: str) -> dict:
-    """gunicorn's own loggers (errors and access) as one JSON object a line, like LOG_FORMAT=json's."""
+def json_logconfig(level: str, *, server_loggers: Sequence[str] = ("gunicorn.error",)) -> dict:
+    """The server's own loggers as one JSON object a line, the fields LOG_FORMAT=json gives ours."""
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "json",
+        "filters": ["server"],
+        "stream": "ext://sys.stdout",
+    }
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"request_id": {"()": "web.access_log.AccessRequestIdFilter"}},
+        "filters": {"server": {"()": "web.access_log.ServerRecordFilter"}},
         "formatters": {
             "json": {
                 "()": "pythonjsonlogger.json.JsonFormatter",
@@ -38,24 +74,10 @@ def json_logconfig(level: str) -> dict:
                 },
             }
         },
-        # gunicorn merges this over its defaults: the same handler names, JSON formatted.
-        "handlers": {
-            "console": {
-                "class": "logging.StreamHandler",
-                "formatter": "json",
-                "filters": ["request_id"],
-                "stream": "ext://sys.stdout",
-            },
-            "error_console": {
-                "class": "logging.StreamHandler",
-                "formatter": "json",
-                "filters": ["request_id"],
-                "stream": "ext://sys.stderr",
-            },
-        },
-        "root": {"level": level, "handlers": ["console"]},
+        # gunicorn merges this over its defaults (its handler names); granian replaces its own with it.
+        "handlers": {"console": handler, "error_console": {**handler, "stream": "ext://sys.stderr"}},
+        "root": {"level": level.upper(), "handlers": ["console"]},
         "loggers": {
-            "gunicorn.error": {"handlers": ["error_console"], "level": level, "propagate": False},
-            "gunicorn.access": {"handlers": ["console"], "level": "INFO", "propagate": False},
+            name: {"handlers": ["console"], "level": level.upper(), "propagate": False} for name in server_loggers
         },
     }

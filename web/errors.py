@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, UnreadablePostError
+from django.utils.http import parse_header_parameters
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -38,6 +40,17 @@ class ServiceUnavailable(exceptions.APIException):
 
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "Service unavailable"
+
+
+# A media type as RFC 9110 spells one (token/token), short enough to say back to the client.
+ECHOABLE_MEDIA_TYPE = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,60}/[A-Za-z0-9!#$%&'*+.^_`|~-]{1,60}")
+
+
+def unsupported_media_type(request) -> exceptions.UnsupportedMediaType:
+    """415 naming the type alone: DRF's message repeats the whole header, a multipart boundary and
+    whatever other parameters the client put there included."""
+    media_type, _ = parse_header_parameters(getattr(request, "content_type", "") or "")
+    return exceptions.UnsupportedMediaType(media_type if ECHOABLE_MEDIA_TYPE.fullmatch(media_type) else "")
 
 
 # What the database raises when it cannot be reached (or drops the connection), on every backend.
@@ -84,7 +97,9 @@ def _validation_errors(detail, field: str | None = None) -> list[dict]:
 
 
 def exception_handler(exc, context):
-    if isinstance(exc, (Http404, NotFoundError)):
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        exc = unsupported_media_type(context.get("request"))
+    elif isinstance(exc, (Http404, NotFoundError)):
         exc = NotFound()
     elif isinstance(exc, (DjangoPermissionDenied, NotAuthorizedError)):
         exc = NotAuthorized()

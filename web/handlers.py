@@ -16,6 +16,8 @@ logger = logging.getLogger(__name__)
 # Text codecs whose strict decoding fails with a bare UnicodeError, which Django's
 # `except UnicodeDecodeError` around query-string decoding does not catch.
 CODECS_RAISING_BARE_UNICODE_ERROR = frozenset({"idna", "punycode", "undefined"})
+# A chunked body is read this much at a time (and at most one byte past the size limit).
+UNFRAMED_READ_BYTES = 64 * 1024
 
 
 def is_usable_charset(charset: str) -> bool:
@@ -80,16 +82,25 @@ class OrdersWSGIRequest(UsableCharsetMixin, WSGIRequest):
 
     def _buffer_unframed_body(self, stream) -> None:
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        body = io.BytesIO()
         try:
-            body = stream.read() if limit is None else stream.read(limit + 1)
+            # In pieces: one read of limit + 1 bytes made the server buffer them all before copying
+            # them out, twice the memory per upload at the moment they crossed over.
+            while limit is None or body.tell() <= limit:
+                wanted = UNFRAMED_READ_BYTES if limit is None else min(UNFRAMED_READ_BYTES, limit + 1 - body.tell())
+                if not (piece := stream.read(wanted)):
+                    break
+                body.write(piece)
         except Exception as exc:  # broken chunk framing or a client gone: the server's own exception types
             # Raised here it would escape Django (the request is built outside its error handling) and
             # the server would answer a bare 500; an unreadable body is an empty one, and the
             # server closes the connection whose framing it cannot follow.
             logger.info("Chunked request body could not be read: %s", exc.__class__.__name__)
             return
-        self.META["CONTENT_LENGTH"] = str(len(body))  # limit + 1 when over the limit: Django answers 413
-        self._stream = LimitedStream(io.BytesIO(body), len(body))
+        size = body.tell()
+        body.seek(0)
+        self.META["CONTENT_LENGTH"] = str(size)  # limit + 1 when over the limit: Django answers 413
+        self._stream = LimitedStream(body, size)
 
 
 class OrdersWSGIHandler(WSGIHandler):

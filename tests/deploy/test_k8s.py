@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+import os
 import re
 import runpy
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 from urllib.parse import unquote
 
 import kubernetes_validate
@@ -215,13 +218,62 @@ def test_worker_grace_period_outlasts_its_drain() -> None:
     assert grace > WORKER_DRAIN_SECONDS
 
 
-def test_api_grace_period_outlasts_pre_stop_and_gunicorn_graceful_timeout() -> None:
+def test_api_runs_granian_as_the_image_does() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert main_container("orders-depl")["command"] == ["python", "-m", "ticketing_orders.server"]
+    assert 'CMD ["python", "-m", "ticketing_orders.server"]' in dockerfile
+
+
+def test_api_threads_and_replicas_fit_postgresql_connections() -> None:
+    """Each blocking thread keeps a PostgreSQL connection: the API's total stays well inside the default 100."""
+    deployment = workloads()["orders-depl"]
+    env = {item["name"]: item.get("value") for item in main_container("orders-depl")["env"]}
+    connections = deployment["spec"]["replicas"] * int(env["WEB_CONCURRENCY"]) * int(env["GRANIAN_BLOCKING_THREADS"])
+    # The rolling update's extra pod (maxSurge 1) and the worker's connections come on top.
+    surge = deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+    assert connections * (deployment["spec"]["replicas"] + surge) / deployment["spec"]["replicas"] <= 50
+
+
+def test_api_grace_period_outlasts_pre_stop_and_the_servers_drain() -> None:
+    from ticketing_orders.server import DEFAULTS
+
     api = main_container("orders-depl")
     command = api["lifecycle"]["preStop"]["exec"]["command"]
     assert command[0] == "sleep"
-    gunicorn = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    gunicorn = gunicorn_settings()
     grace = pod_spec(workloads()["orders-depl"])["terminationGracePeriodSeconds"]
+    assert grace > int(command[1]) + int(DEFAULTS["GRANIAN_WORKERS_KILL_TIMEOUT"])
     assert grace > int(command[1]) + gunicorn["graceful_timeout"]
+
+
+def gunicorn_settings() -> dict:
+    """gunicorn.conf.py's names, read without letting it change this process's environment."""
+    with mock.patch.dict(os.environ):
+        return runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+
+
+def nginx_size(value: str) -> int:
+    """An nginx size (`4m`, `512k`, `1024`) in bytes."""
+    number, unit = re.fullmatch(r"(\d+)([kKmMgG]?)", value).groups()
+    return int(number) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit.lower()]
+
+
+def test_ingress_buffers_bodies_and_lets_the_service_answer_413() -> None:
+    from django.conf import settings
+
+    from ticketing_orders.server import DEFAULTS
+
+    (ingress,) = resources("Ingress").values()
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "on"
+    # Every body the service accepts passes, and the first bytes over its limit get its JSON 413.
+    assert nginx_size(annotations["nginx.ingress.kubernetes.io/proxy-body-size"]) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    # nginx waits no longer than the service would: a head within granian's deadline, an answer
+    # within gunicorn's worker timeout.
+    head_seconds = int(DEFAULTS["GRANIAN_HTTP1_HEADER_READ_TIMEOUT"]) / 1000
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-send-timeout"]) <= head_seconds
+    gunicorn = gunicorn_settings()
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"]) <= gunicorn["timeout"]
 
 
 def test_nats_runs_jetstream_on_a_persistent_volume() -> None:

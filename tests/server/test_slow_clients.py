@@ -1,137 +1,27 @@
-"""Clients that trickle their requests never starve the others, and normal requests still behave (gunicorn as configured)."""
+"""Clients that trickle their requests never starve the others, and normal requests still behave (the default server)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 from django.conf import settings
 
 from core.ids import new_object_id
-from messaging.embedded import free_port
-from web.management.commands.mint_token import session_cookie_value
+from tests.server.support import NOT_FOUND, TOO_LARGE, Responses, Server, chunked
 
-REPO = Path(__file__).resolve().parents[2]
 SLOW_CLIENTS = int(os.environ.get("SLOW_CLIENTS", "50"))
-HOLD_SECONDS = float(os.environ.get("SLOW_CLIENT_HOLD_SECONDS", "6"))
-# Generous: a normal request takes milliseconds; a starved one waits as long as the slow clients hold on.
-BOUND_SECONDS = 2.0
-NOT_FOUND = b'{"errors":[{"message":"Not Found"}]}'
-TOO_LARGE = b'{"errors":[{"message":"Request body too large"}]}'
-
-
-class Server:
-    """gunicorn with the project's gunicorn.conf.py on a free loopback port, on a SQLite file of its own."""
-
-    def __init__(self, tmp_path: Path, **env: str) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = tmp_path / "gunicorn.log"
-        self.env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "ticketing_orders.settings",
-            "JWT_KEY": settings.JWT_KEY,
-            "SECRET_KEY": "slow-client-test-secret-key-0123456789abcdef0123456789",
-            "DATA_DIR": str(tmp_path),
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'orders.sqlite3'}",
-            "GUNICORN_BIND": f"127.0.0.1:{self.port}",
-            "WEB_CONCURRENCY": "2",
-            **env,
-        }
-        user_id = new_object_id()
-        self.cookie = f"session={session_cookie_value(user_id=user_id, email='slow@test.com')}"
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[Server]:
-        migrate = [sys.executable, "manage.py", "migrate", "--noinput", "-v0"]
-        subprocess.run(migrate, cwd=REPO, env=self.env, check=True)
-        gunicorn = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--access-logfile", "/dev/null"]
-        with open(self.log_path, "wb") as log:
-            process = subprocess.Popen(
-                [*gunicorn, "ticketing_orders.wsgi"], cwd=REPO, env=self.env, stdout=log, stderr=log
-            )
-        try:
-            deadline = time.monotonic() + 30
-            while True:
-                with contextlib.suppress(requests.RequestException):
-                    if requests.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                        break
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"gunicorn did not start: {self.log_path.read_text()[-3000:]}")
-                time.sleep(0.1)
-            yield self
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def connect(self) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.port), timeout=10)
-
-    def post_head(self, length: int | None = None, extra: str = "") -> bytes:
-        framing = "Transfer-Encoding: chunked" if length is None else f"Content-Length: {length}"
-        return (
-            f"POST /api/orders HTTP/1.1\r\nHost: localhost\r\nCookie: {self.cookie}\r\n"
-            f"Content-Type: application/json\r\n{framing}\r\n{extra}\r\n"
-        ).encode()
-
-    def get_request(self, path: str = "/api/orders") -> bytes:
-        return f"GET {path} HTTP/1.1\r\nHost: localhost\r\nCookie: {self.cookie}\r\n\r\n".encode()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-class Responses:
-    """Reads HTTP/1.1 responses (Content-Length framed, as Django's are) one after the other from a socket."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.buf = b""
-
-    def _fill(self) -> None:
-        data = self.sock.recv(65536)
-        if not data:
-            raise EOFError(self.buf)
-        self.buf += data
-
-    def next(self) -> tuple[int, dict[str, str], bytes]:
-        while b"\r\n\r\n" not in self.buf:
-            self._fill()
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        status_line, *fields = head.decode("latin-1").split("\r\n")
-        headers = {name.lower(): value.strip() for name, value in (field.split(":", 1) for field in fields)}
-        length = int(headers.get("content-length", "0"))
-        while len(self.buf) < length:
-            self._fill()
-        body, self.buf = self.buf[:length], self.buf[length:]
-        return int(status_line.split()[1]), headers, body
-
-    def closed(self) -> bool:
-        """Whether the server closes the connection now (nothing more comes)."""
-        try:
-            return not self.buf and not self.sock.recv(1)
-        except ConnectionResetError:
-            return True
-        except TimeoutError:
-            return False
-
-
-def chunked(body: bytes, size: int) -> bytes:
-    pieces = [b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size]) for i in range(0, len(body), size)]
-    return b"".join(pieces) + b"0\r\n\r\n"
+HOLD_SECONDS = float(os.environ.get("SLOW_CLIENT_HOLD_SECONDS", "15"))
+# A bound on every wait, not a timing assertion: a normal request takes milliseconds, and one that
+# waited for a trickling client to finish would wait as long as the slow clients hold on.
+REQUEST_TIMEOUT = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -192,12 +82,12 @@ def test_slow_clients_do_not_starve_the_others(server):
     time.sleep(min(1.0, HOLD_SECONDS / 4))  # let them connect and start trickling
 
     calls = {
-        "healthz": (lambda s: s.get(f"{base}/healthz", timeout=30), 200),
-        "list": (lambda s: s.get(f"{base}/api/orders", headers={"Cookie": cookie}, timeout=30), 200),
-        "get": (lambda s: s.get(f"{base}/api/orders/{new_object_id()}", headers={"Cookie": cookie}, timeout=30), 404),
+        "healthz": (lambda s: s.get(f"{base}/healthz", timeout=REQUEST_TIMEOUT), 200),
+        "list": (lambda s: s.get(f"{base}/api/orders", headers={"Cookie": cookie}, timeout=REQUEST_TIMEOUT), 200),
+        "get": (lambda s: s.get(f"{base}/api/orders/{new_object_id()}", headers={"Cookie": cookie}, timeout=REQUEST_TIMEOUT), 404),
         "post": (
             lambda s: s.post(
-                f"{base}/api/orders", json={"ticketId": new_object_id()}, headers={"Cookie": cookie}, timeout=30
+                f"{base}/api/orders", json={"ticketId": new_object_id()}, headers={"Cookie": cookie}, timeout=REQUEST_TIMEOUT
             ),
             404,
         ),
@@ -227,16 +117,17 @@ def test_slow_clients_do_not_starve_the_others(server):
     durations = sorted(duration for _, duration, _ in results)
     p99 = durations[int(0.99 * (len(durations) - 1))]
     healthz = sorted(duration for name, duration, _ in results if name == "healthz")
+    # Reported, not asserted (the machine is shared): docs/profiles/server.md has the figures.
     print(
         f"{len(results)} requests beside {SLOW_CLIENTS} slow clients for {HOLD_SECONDS:g} s: "
         f"p50 {durations[len(durations) // 2] * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {durations[-1] * 1000:.1f} ms; "
         f"healthz p99 {healthz[int(0.99 * (len(healthz) - 1))] * 1000:.1f} ms"
     )
     for name, (_, expected) in calls.items():
-        answered = [(duration, status) for n, duration, status in results if n == name]
+        answered = [status for n, _, status in results if n == name]
         assert answered, f"no {name} request finished"
-        assert [status for _, status in answered if status != expected] == [], name
-        assert max(duration for duration, _ in answered) < BOUND_SECONDS, name
+        # A starved request is a timeout here (REQUEST_TIMEOUT, well below HOLD_SECONDS).
+        assert [status for status in answered if status != expected] == [], name
 
 
 def test_bodies_keepalive_and_pipelining(server):
@@ -263,7 +154,9 @@ def test_bodies_keepalive_and_pipelining(server):
         assert responses.next()[0] == 100
         sock.sendall(body)
         status, headers, answer = responses.next()
-        assert (status, answer, headers["connection"]) == (404, NOT_FOUND, "keep-alive")
+        assert (status, answer, headers.get("connection")) == (404, NOT_FOUND, None)  # HTTP/1.1: kept alive
+        sock.sendall(server.get_request())
+        assert responses.next()[::2] == (200, b"[]")
     with requests.Session() as session:  # an ordinary client's chunked body (a generator)
         response = session.post(
             f"{server.base}/api/orders",
@@ -273,11 +166,11 @@ def test_bodies_keepalive_and_pipelining(server):
         assert (response.status_code, response.content) == (404, NOT_FOUND)
 
 
-def test_body_over_the_limit_is_refused_at_once_and_holds_no_thread(server):
+def test_body_over_the_limit_is_refused_at_once_and_the_connection_closed(server):
     """413 as soon as the limit is passed, whatever the client still sends; meanwhile the others are served."""
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     until = time.monotonic() + 3
-    answers: list[tuple[str, int, str, bytes, bool]] = []
+    answers: list[tuple[str, int, bytes, bool]] = []
 
     def oversized(kind: str) -> None:
         with server.connect() as sock:
@@ -286,13 +179,14 @@ def test_body_over_the_limit_is_refused_at_once_and_holds_no_thread(server):
             else:  # chunked: refused once one byte past the limit has arrived
                 sock.sendall(server.post_head() + chunked(b"x" * (limit + 1), 65536)[:-5])
             responses = Responses(sock)
-            status, headers, body = responses.next()
-            # The rest of the body trickles on: the answer must not wait for it, nor a thread.
+            status, _, body = responses.next()
+            # The rest of the body trickles on: the answer must not wait for it.
             with contextlib.suppress(OSError):
                 while time.monotonic() < until:
                     sock.sendall(b"1")
                     time.sleep(0.2)
-            answers.append((kind, status, headers["connection"], body, responses.closed()))
+            sock.settimeout(REQUEST_TIMEOUT)
+            answers.append((kind, status, body, responses.closed()))
 
     clients = [threading.Thread(target=oversized, args=(("length", "chunked")[i % 2],)) for i in range(12)]
     for client in clients:
@@ -301,39 +195,48 @@ def test_body_over_the_limit_is_refused_at_once_and_holds_no_thread(server):
     probes = []
     with requests.Session() as session:
         while time.monotonic() < until:
-            started = time.monotonic()
-            probes.append((session.get(f"{server.base}/healthz", timeout=30).status_code, time.monotonic() - started))
+            probes.append(session.get(f"{server.base}/healthz", timeout=REQUEST_TIMEOUT).status_code)
             time.sleep(0.05)
     for client in clients:
-        client.join()
-    assert sorted(answers) == sorted((kind, 413, "close", TOO_LARGE, True) for kind, *_ in answers)
+        client.join(timeout=30)
+    assert sorted(answers) == sorted((kind, 413, TOO_LARGE, True) for kind, *_ in answers)
     assert len(answers) == 12
-    assert {status for status, _ in probes} == {200}
-    assert max(duration for _, duration in probes) < BOUND_SECONDS
+    assert set(probes) == {200}
 
 
-def test_a_request_not_sent_within_the_deadline_is_dropped_quietly(tmp_path):
-    with Server(tmp_path, REQUEST_READ_TIMEOUT="1").running() as server:
-        body = b'{"ticketId": "' + new_object_id().encode() + b'"}'
+def test_a_head_not_sent_within_the_deadline_is_dropped_quietly(tmp_path):
+    """GRANIAN_HTTP1_HEADER_READ_TIMEOUT (ticketing_orders/server.py: 10 s) bounds the head, trickled or stalled."""
+    with Server(tmp_path, GRANIAN_HTTP1_HEADER_READ_TIMEOUT="1000").running() as server:
         stalled_head = server.connect()
-        stalled_head.sendall(server.post_head(len(body))[:20])
-        stalled_body = server.connect()
-        stalled_body.sendall(server.post_head(len(body)) + body[:5])
-        kept_alive = server.connect()
-        kept_alive.sendall(server.get_request())
-        assert Responses(kept_alive).next()[0] == 200
-        kept_alive.sendall(server.post_head(len(body)))
-        trickling = server.connect()  # never idle, but never done: the deadline is for the whole request
-        trickling.sendall(server.post_head(len(body)))
+        stalled_head.sendall(server.post_head(10)[:20])
+        trickling = server.connect()  # never idle, but never done: the deadline is for the whole head
         with contextlib.suppress(OSError):
-            for byte in body[:30]:  # for 3 s
+            for byte in server.post_head(10)[:30]:  # for 3 s
                 trickling.sendall(bytes([byte]))
                 time.sleep(0.1)
-        for sock in (stalled_head, stalled_body, trickling, kept_alive):
-            sock.settimeout(3)
+        for sock in (stalled_head, trickling):
+            sock.settimeout(REQUEST_TIMEOUT)
             assert Responses(sock).closed()
             sock.close()
-        assert requests.get(f"{server.base}/healthz", timeout=5).status_code == 200
+        assert requests.get(f"{server.base}/healthz", timeout=REQUEST_TIMEOUT).status_code == 200
         log = server.log()
-        assert log.count("Booting worker") == 2, log  # no worker was killed or replaced
-        assert "[ERROR]" not in log and "Traceback" not in log and "CRITICAL" not in log, log
+        assert "Traceback" not in log and "[ERROR]" not in log and "CRITICAL" not in log, log
+
+
+def test_sigterm_finishes_the_requests_in_flight_and_exits_0(tmp_path):
+    server = Server(tmp_path).start()
+    try:
+        body = b'{"ticketId": "' + new_object_id().encode() + b'"}'
+        in_flight = server.connect()
+        in_flight.sendall(server.post_head(len(body)) + body[:10])  # the app is reading its body
+        time.sleep(0.5)
+        server.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        in_flight.sendall(body[10:])
+        in_flight.settimeout(REQUEST_TIMEOUT * 4)
+        assert Responses(in_flight).next()[::2] == (404, NOT_FOUND)
+        assert server.process.wait(timeout=30) == 0
+        with pytest.raises(OSError):
+            server.connect()  # it no longer listens
+    finally:
+        server.stop()

@@ -148,7 +148,7 @@ def test_a_disallowed_host_on_the_admin_is_400():
 
 
 def call_wsgi(environ_extra: dict, body: bytes) -> tuple[str, dict]:
-    """One request through ticketing_orders.wsgi, the application gunicorn serves."""
+    """One request through ticketing_orders.wsgi, the application the servers serve."""
     from ticketing_orders.wsgi import application
 
     environ = {
@@ -221,7 +221,7 @@ def test_a_chunked_body_the_server_cannot_read_is_a_4xx(make_user):
 
     class BrokenInput:
         def read(self, size=-1):
-            raise ValueError("Invalid chunk size")  # what gunicorn's reader raises is its own type
+            raise ValueError("Invalid chunk size")  # what a server's reader raises is its own type
 
         readline = read
 
@@ -230,7 +230,7 @@ def test_a_chunked_body_the_server_cannot_read_is_a_4xx(make_user):
     assert status.startswith("400"), status
 
 
-# --- chunked bodies, through a real gunicorn --------------------------------------------------------
+# --- through the real servers: granian (the default) and gunicorn ------------------------------------
 
 
 def http(port: int, request: bytes, timeout: float = 30) -> tuple[int, bytes]:
@@ -270,16 +270,13 @@ def chunked_request(path: str, body: bytes, cookie: str, chunk_size: int = 7) ->
     return head.encode() + chunks + b"0\r\n\r\n"
 
 
-APP = "ticketing_orders.wsgi"
-
-
-WORKER_CLASSES = ["as configured", "gthread", "gevent"]
+SERVERS = ["granian", "gunicorn"]
 
 
 @pytest.fixture(scope="module")
 def migrated_site(tmp_path_factory) -> tuple[dict[str, str], str]:
-    """A migrated SQLite database in a temp dir with one ticket per worker class; its env and a cookie."""
-    data_dir = tmp_path_factory.mktemp("gunicorn-data")
+    """A migrated SQLite database in a temp dir with one ticket per server; its env and a cookie."""
+    data_dir = tmp_path_factory.mktemp("server-data")
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(data_dir),
@@ -295,7 +292,7 @@ def migrated_site(tmp_path_factory) -> tuple[dict[str, str], str]:
         "from django.core.management import call_command\n"
         "call_command('migrate', '--noinput', verbosity=0)\n"
         "from tickets_replica.models import Ticket\n"
-        f"for ticket_id in {[ticket_id_for(c) for c in WORKER_CLASSES]!r}:\n"
+        f"for ticket_id in {[ticket_id_for(server) for server in SERVERS]!r}:\n"
         "    Ticket.objects.create(id=ticket_id, title='concert', price=20, version=0)\n"
         "from web.management.commands.mint_token import session_cookie_value\n"
         "print('session=' + session_cookie_value(user_id='65f0c0ffee00000000000001', email='a@test.com'))\n"
@@ -307,31 +304,26 @@ def migrated_site(tmp_path_factory) -> tuple[dict[str, str], str]:
     return env, made.stdout.strip().splitlines()[-1]
 
 
-def ticket_id_for(worker_class: str) -> str:
-    return f"65f0c0ffee0000000000abc{WORKER_CLASSES.index(worker_class)}"
+def ticket_id_for(server: str) -> str:
+    return f"65f0c0ffee0000000000abc{SERVERS.index(server)}"
 
 
-@pytest.fixture(scope="module", params=WORKER_CLASSES)
-def gunicorn_server(request, migrated_site):
-    """`gunicorn -c gunicorn.conf.py ticketing_orders.wsgi` on the migrated site.
-
-    With gunicorn.conf.py's own worker class, then with each one GUNICORN_WORKER_CLASS can choose:
-    reading a chunked body must not depend on it.
-    """
+@pytest.fixture(scope="module", params=SERVERS)
+def api_server(request, migrated_site):
+    """The default server (`python -m ticketing_orders.server`: granian), then `gunicorn -c gunicorn.conf.py
+    ticketing_orders.wsgi`, on the migrated site: reading a body must not depend on the server."""
     env, cookie = migrated_site
-    env = {**env, "GUNICORN_WORKER_CLASS": request.param} if request.param != "as configured" else env
     port = free_port()
+    env = {**env, "GRANIAN_HOST": "127.0.0.1", "GRANIAN_PORT": str(port), "GUNICORN_BIND": f"127.0.0.1:{port}"}
+    command = {
+        "granian": [sys.executable, "-m", "ticketing_orders.server"],
+        "gunicorn": [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "ticketing_orders.wsgi"],
+    }[request.param]
     ticket_id = ticket_id_for(request.param)
     data_dir = Path(env["DATA_DIR"])
-    log = data_dir / f"gunicorn-{request.param.replace(' ', '-')}.log"
+    log = data_dir / f"{request.param}.log"
     with open(log, "wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", APP],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+        process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=log_file, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -354,8 +346,19 @@ def gunicorn_server(request, migrated_site):
 
 
 @pytest.mark.django_db(False)
-def test_gunicorn_reads_a_chunked_body(gunicorn_server):
-    port, cookie, ticket_id, log = gunicorn_server
+def test_the_server_serves_the_signed_in_api(api_server):
+    port, cookie, _, log = api_server
+    request = f"GET /api/orders HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+
+    status, body = http(port, request.encode())
+
+    assert status == 200, log.read_text()[-3000:]
+    assert all(order["userId"] == "65f0c0ffee00000000000001" for order in json.loads(body))
+
+
+@pytest.mark.django_db(False)
+def test_the_server_reads_a_chunked_body(api_server):
+    port, cookie, ticket_id, log = api_server
 
     status, body = http(port, chunked_request("/api/orders", json.dumps({"ticketId": ticket_id}).encode(), cookie))
 
@@ -364,8 +367,8 @@ def test_gunicorn_reads_a_chunked_body(gunicorn_server):
 
 
 @pytest.mark.django_db(False)
-def test_gunicorn_answers_413_to_a_chunked_body_over_the_limit(gunicorn_server):
-    port, cookie, ticket_id, log = gunicorn_server
+def test_the_server_answers_413_to_a_chunked_body_over_the_limit(api_server):
+    port, cookie, ticket_id, log = api_server
 
     status, body = http(port, chunked_request("/api/orders", order_body(ticket_id, LIMIT + 10), cookie, 65536))
 
@@ -373,8 +376,8 @@ def test_gunicorn_answers_413_to_a_chunked_body_over_the_limit(gunicorn_server):
 
 
 @pytest.mark.django_db(False)
-def test_gunicorn_answers_a_broken_chunked_body_with_a_4xx(gunicorn_server):
-    port, cookie, _, log = gunicorn_server
+def test_the_server_answers_a_broken_chunked_body_with_a_4xx(api_server):
+    port, cookie, _, log = api_server
     request = chunked_request("/api/orders", b'{"ticketId": "x"}', cookie).replace(b"\r\n7\r\n", b"\r\nzz\r\n", 1)
 
     status, _ = http(port, request)

@@ -87,22 +87,26 @@ def test_unsupported_method_is_401_before_405_when_not_signed_in():
 
 
 @pytest.mark.parametrize(
-    "content_type",
+    ("content_type", "named"),
     [
-        "text/plain",
-        "application/x-www-form-urlencoded",
-        "multipart/form-data; boundary=xyz",
-        "application/xml",
-        "application/json-patch+json",
-        "text/json",
-        "",
+        ("text/plain", "text/plain"),
+        ("application/x-www-form-urlencoded", "application/x-www-form-urlencoded"),
+        # The type alone: the boundary, or any other parameter, is the client's and not said back.
+        ("multipart/form-data; boundary=xyz", "multipart/form-data"),
+        ("text/plain; charset=utf-8; secret=<script>", "text/plain"),
+        ("application/xml", "application/xml"),
+        ("application/json-patch+json", "application/json-patch+json"),
+        ("text/json", "text/json"),
+        ("", ""),
+        ("<script>alert(1)</script>", ""),
+        ("text/" + "x" * 200, ""),
     ],
 )
-def test_body_that_is_not_application_json_is_415(signed_in, content_type):
+def test_body_that_is_not_application_json_is_415(signed_in, content_type, named):
     response = signed_in.generic("POST", "/api/orders", b'{"ticketId": "65f0c0ffee0000000000abcd"}', content_type)
 
     assert response.status_code == 415, response.content
-    assert response.json() == {"errors": [{"message": f'Unsupported media type "{content_type}" in request.'}]}
+    assert response.json() == {"errors": [{"message": f'Unsupported media type "{named}" in request.'}]}
 
 
 @pytest.mark.parametrize(
