@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
-from web.access_log import json_logconfig
 from ticketing_orders.server import fresh_metrics_dir, jwt_key_problem
+from web.access_log import json_logconfig
 
 # Checked as gunicorn loads this file, before it prints anything: otherwise every worker fails to
 # load the settings with a traceback and the reason drowns in a hundred lines of them.

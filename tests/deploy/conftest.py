@@ -18,7 +18,6 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.ids import new_object_id
-from web.management.commands.mint_token import session_cookie_value
 from messaging.embedded import free_port, nats_server_args
 from messaging.tests.harness import wait_until
 from tests.deploy.test_k8s import containers, env, main_container, workloads
@@ -31,6 +30,7 @@ from tests.reliability.support import (
     start_worker,
     wait_for_port,
 )
+from web.management.commands.mint_token import session_cookie_value
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"

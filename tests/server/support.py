@@ -17,8 +17,8 @@ import requests
 from django.conf import settings
 
 from core.ids import new_object_id
-from web.management.commands.mint_token import session_cookie_value
 from messaging.embedded import free_port
+from web.management.commands.mint_token import session_cookie_value
 
 REPO = Path(__file__).resolve().parents[2]
 NOT_FOUND = b'{"errors":[{"message":"Not Found"}]}'

@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
-from ticketing_orders.server import DEFAULTS, granian_environment
 from tests.server.support import REPO
+from ticketing_orders.server import DEFAULTS, granian_environment
 
 
 def launch(env: dict[str, str]) -> tuple[int, list[str]]:

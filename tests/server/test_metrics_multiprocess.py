@@ -10,8 +10,8 @@ from pathlib import Path
 
 import requests
 
-from web.tests.test_observability import metric
 from tests.server.support import Server
+from web.tests.test_observability import metric
 
 REQUESTS = 60
 NAME = "django_http_responses_total_by_status_view_method_total"
