@@ -5,6 +5,7 @@ from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from common import views as common_views
+from messaging.asyncapi import AsyncAPIView
 
 urlpatterns = [
     path("healthz", common_views.liveness, name="healthz"),
@@ -16,6 +17,7 @@ urlpatterns = [
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
         name="schema",
     ),
+    path("api/orders/asyncapi.json", AsyncAPIView.as_view(), name="asyncapi"),
     path(
         "api/orders/docs/",
         SpectacularSwaggerView.as_view(url_name="schema", authentication_classes=[], permission_classes=[]),
