@@ -46,8 +46,16 @@ browser:
 	     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)) ; \
 	  else echo "the browser tests need Chromium at $(CHROMIUM_PATH): apt-get install chromium (or set CHROMIUM_PATH)" >&2; exit 1; fi; }
 
+# The AsyncAPI project's parser for the events document (tests/contract): npm ci from the committed
+# lock with the machine's Node, bounded, and again only when the lock changes.
+CONTRACT := tests/contract
+$(CONTRACT)/node_modules/.installed: $(CONTRACT)/package-lock.json
+	@command -v npm >/dev/null || { echo "the AsyncAPI check needs Node 20+ and npm (apt-get install nodejs npm)" >&2; exit 1; }
+	timeout 300 npm ci --prefix $(CONTRACT) --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
 ## test: lint, then the whole suite (SQLite, or the database DATABASE_URL names)
-test: setup browser
+test: setup browser $(CONTRACT)/node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
@@ -61,4 +69,4 @@ bench: setup
 	$(BIN)/python -m bench --postgres-url "$(BENCH_POSTGRES_URL)" $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) data staticfiles
+	rm -rf $(VENV) data staticfiles $(CONTRACT)/node_modules
