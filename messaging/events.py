@@ -65,7 +65,9 @@ ObjectId = Annotated[
     Says("must be a 24-hex id"),
 ]
 Text = Annotated[str, Field(min_length=1), Says("must be a non-empty string")]
-Version = Annotated[int, Field(ge=0, description="A whole number, never a boolean."), Says("must be a whole number >= 0")]
+Version = Annotated[
+    int, Field(ge=0, description="A whole number, never a boolean."), Says("must be a whole number >= 0")
+]
 Price = Annotated[
     float,
     Field(ge=0, allow_inf_nan=False, description="A JSON number (20 and 20.0 are the same price)."),

@@ -56,7 +56,9 @@ def problems_of(address: str, data: bytes, headers: dict | None, checks) -> list
 
 async def _read_and_check(url: str) -> tuple[int, list[str]]:
     checks = validators()
-    client = await nats.connect(servers=nats_servers(url), connect_timeout=TIMEOUT_SECONDS, allow_reconnect=False, max_reconnect_attempts=0)
+    client = await nats.connect(
+        servers=nats_servers(url), connect_timeout=TIMEOUT_SECONDS, allow_reconnect=False, max_reconnect_attempts=0
+    )
     try:
         js = client.jetstream(timeout=TIMEOUT_SECONDS)
         seen, failures = 0, []

@@ -198,4 +198,3 @@ def test_the_published_events_check_refuses_an_event_off_the_document(jetstream,
         assert_published_events_conform(nats_server.url)
     # Leave nothing for the fixture's own check to refuse.
     jetstream.call(jetstream.js.purge_stream(jetstream.stream_name("order:created"), subject="order:created"))
-
