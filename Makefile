@@ -71,8 +71,16 @@ prometheus:
 	     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null)) ; \
 	  else echo "the alert tests need promtool and prometheus on PATH: apt-get install prometheus" >&2; exit 1; fi; }
 
+# The AsyncAPI project's parser for the events document (tests/contract): npm ci from the committed
+# lock with the machine's Node, bounded, and again only when the lock changes.
+CONTRACT := tests/contract
+$(CONTRACT)/node_modules/.installed: $(CONTRACT)/package-lock.json
+	@command -v npm >/dev/null || { echo "the AsyncAPI check needs Node 20+ and npm (apt-get install nodejs npm)" >&2; exit 1; }
+	timeout 300 npm ci --prefix $(CONTRACT) --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
 ## test: lint (ruff, and import-linter's layer contracts in pyproject.toml), then the whole suite (SQLite, or the database DATABASE_URL names)
-test: setup browser prometheus
+test: setup browser prometheus $(CONTRACT)/node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest
@@ -89,4 +97,4 @@ bench: setup
 	$(BIN)/python -m bench --postgres-url "$(BENCH_POSTGRES_URL)" $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) data staticfiles
+	rm -rf $(VENV) data staticfiles $(CONTRACT)/node_modules

@@ -13,6 +13,7 @@ from rest_framework.test import APIClient
 
 from core.ids import new_object_id
 from messaging.embedded import free_port, nats_server_args
+from tests.contract.published import Checked, assert_published_events_conform
 from tickets_replica.models import Ticket
 from web.handlers import OrdersWSGIRequest
 from web.management.commands.mint_token import session_cookie_value
@@ -119,6 +120,9 @@ def nats_server(tmp_path, settings):
     server.start()
     settings.NATS_URL = server.url
     yield server
+    if server.process is not None and server.process.poll() is None:
+        # Whatever the test made the service publish must be what docs/asyncapi.json promises.
+        assert_published_events_conform(server.url)
     server.stop()
 
 
@@ -155,6 +159,13 @@ def run_worker(transactional_db, nats_server, jetstream, monkeypatch):
     yield start
     for worker in started:
         worker.stop()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if Checked.servers:
+        terminalreporter.write_line(
+            f"asyncapi: {Checked.events} published events on {Checked.servers} nats-servers conform to docs/asyncapi.json"
+        )
 
 
 def pytest_sessionfinish(session, exitstatus):

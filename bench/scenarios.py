@@ -11,7 +11,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.harness import Database, Figure, Run, log, num, object_id, postgres_backends_cpu, session_cookie, wrk
+from bench.harness import (
+    Database,
+    Figure,
+    Run,
+    log,
+    num,
+    object_id,
+    postgres_backends_cpu,
+    process_tree_cpu,
+    session_cookie,
+    wrk,
+)
 
 
 def nats_call(coro_fn: Callable[..., Any], url: str, *args: Any) -> Any:
@@ -258,11 +269,14 @@ def catch_up(run: Run, db: Database) -> list[Figure]:
     log(f"{db.label}: replica catch-up of {n} ticket:created")
     worker = run.worker(run.env(url, nats_url))
     first = run_until(lambda: replica_progress(db, url)[0] > 0, worker, 60, every=0.01)
+    cpu_first = process_tree_cpu(worker.pid)
     limit = 60 if run.quick else 180
     try:
         last, done = run_until(lambda: replica_progress(db, url)[0] >= n, worker, limit, every=0.01), n
     except RuntimeError:  # too slow to wait for: the rate over what it did in the time
         last, done = time.perf_counter(), replica_progress(db, url)[0]
+    # The worker's CPU over the same span, per event: the figure a loaded machine disturbs least.
+    cpu_per_event_ms = (process_tree_cpu(worker.pid) - cpu_first) / max(done, 1) * 1000
     exit_code = run.stop(worker, min_age=1 if run.quick else 3)
 
     async def raw(js: Any) -> float:
@@ -289,6 +303,8 @@ def catch_up(run: Run, db: Database) -> list[Figure]:
         "raw pull consumer (fetch 256, ack)",
         0.25,
     )
+    figure.measured += f", worker CPU {cpu_per_event_ms:.3f} ms/event"
+    figure.numbers["cpu_ms_per_event"] = cpu_per_event_ms
     if done < n:
         figure.measured += f"; **stopped at the {limit} s limit with {done} of {n} applied**"
     if exit_code != 0:

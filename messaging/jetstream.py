@@ -160,7 +160,13 @@ async def ensure_consumer(js: JetStreamContext, *, stream: str, subject: Subject
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=settings.EVENT_ACK_WAIT_SECONDS,
-        max_deliver=-1,  # the listener decides when a message is poison
+        # The listener, not the server, decides when a message is poison, and it naks with its own
+        # delay (listener.retry_delay). JetStream's max_deliver drops a message whose last delivery
+        # ends unsettled (a worker stopping hands it back, a crash, the database down), with no
+        # FailedEvent for the admin; its backoff replaces ack_wait by backoff[0] (a batch still being
+        # applied after 0.5 s would go to another replica) and a plain nak ignores it. Measured on
+        # nats-server 2.15: docs/profiles/worker-consume.md, "Retries".
+        max_deliver=-1,
         max_ack_pending=1000,
     )
     try:

@@ -4,6 +4,7 @@ from django.urls import include, path
 from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from messaging.asyncapi import AsyncAPIView
 from web import views as web_views
 
 urlpatterns = [
@@ -16,6 +17,7 @@ urlpatterns = [
         SpectacularAPIView.as_view(authentication_classes=[], permission_classes=[]),
         name="schema",
     ),
+    path("api/orders/asyncapi.json", AsyncAPIView.as_view(), name="asyncapi"),
     path(
         "api/orders/docs/",
         SpectacularSwaggerView.as_view(url_name="schema", authentication_classes=[], permission_classes=[]),

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from messaging.events import (
     EVENT_TYPES,
     InvalidEvent,
     OrderCreated,
     Subject,
+    TicketRef,
     TicketUpdated,
     encode_json,
     parse_event,
@@ -56,11 +58,32 @@ def test_optional_order_id_is_kept_when_present():
         (encode_json({**TICKET, "price": "20"}), "price must be a finite number"),
         (encode_json({**TICKET, "price": -1}), "price must be a finite number"),
         (encode_json({**TICKET, "title": ""}), "title must be a non-empty string"),
+        (encode_json({**TICKET, "title": None}), "title is required"),
+        (encode_json({**TICKET, "price": True}), "price must be a finite number"),
+        (encode_json({**TICKET, "id": TICKET["id"] + "\n"}), "id must be a 24-hex id"),
+        # Too large for a float: refused like any bad price, not an OverflowError that would crash the batch.
+        (encode_json(TICKET).replace(b'"price":20.0', b'"price":1' + b"0" * 400), "price must be a finite number"),
+        (encode_json(TICKET).replace(b'"price":20.0', b'"price":1e400'), "price must be a finite number"),
+        # NaN anywhere, even under a key the schema ignores, is not JSON.
+        (encode_json(TICKET)[:-1] + b',"extra":NaN}', "not valid UTF-8 JSON"),
+        (b'{"id": "65f0c0ffee0000000000abcd", "title": "\\ud800"}', "not valid UTF-8 JSON"),
     ],
 )
 def test_invalid_ticket_events_are_refused(data, message):
     with pytest.raises(InvalidEvent, match=message):
         parse_event("ticket:created", data)
+
+
+def test_keys_the_schema_does_not_name_are_ignored_and_a_null_order_id_is_absent():
+    event = parse_event("ticket:updated", encode_json({**TICKET, "orderId": None, "color": "red"}))
+
+    assert event.orderId is None
+    assert event.to_payload() == {**TICKET, "id": "65f0c0ffee0000000000abcd", "price": 20}
+
+
+def test_an_event_built_in_code_is_checked_like_one_read_from_the_wire():
+    with pytest.raises(ValidationError):
+        TicketRef(id="not-an-id")
 
 
 def test_unknown_subject_is_refused():
@@ -78,8 +101,10 @@ def test_order_created_checks_its_nested_ticket():
         "ticket": {"id": "65f0c0ffee0000000000abcd", "price": 10.5},
     }
     assert OrderCreated.from_payload(payload).to_payload() == payload
-    with pytest.raises(InvalidEvent, match="ticket"):
+    with pytest.raises(InvalidEvent, match=r"^order:created: ticket\.price is required$"):
         OrderCreated.from_payload({**payload, "ticket": {"id": "65f0c0ffee0000000000abcd"}})
+    with pytest.raises(InvalidEvent, match=r"^order:created: ticket must be a JSON object$"):
+        OrderCreated.from_payload({**payload, "ticket": [1]})
     with pytest.raises(InvalidEvent, match="status"):
         OrderCreated.from_payload({**payload, "status": "shipped"})
     with pytest.raises(InvalidEvent, match="expiresAt"):

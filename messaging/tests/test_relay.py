@@ -13,6 +13,7 @@ from django.db import connection
 
 from core.ids import new_object_id
 from messaging import relay
+from messaging.events import OrderCancelled, OrderCreated
 from messaging.models import OutboxEvent
 from messaging.relay import publish_batch, relay_once
 from messaging.tests.harness import wait_until
@@ -26,9 +27,14 @@ def outbox_rows(count: int, *, per_order: int = 1) -> list[OutboxEvent]:
     rows = []
     for _ in range(count):
         order_id = new_object_id()
-        rows.append(OutboxEvent(subject="order:created", payload={"id": order_id, "version": 0}))
+        ticket = {"id": new_object_id(), "price": 20}
+        created = OrderCreated(
+            id=order_id, version=0, status="created", userId="u1", expiresAt="2026-11-25T10:15:00.000Z", ticket=ticket
+        )
+        rows.append(OutboxEvent(subject="order:created", payload=created.to_payload()))
         if per_order == 2:
-            rows.append(OutboxEvent(subject="order:cancelled", payload={"id": order_id, "version": 1}))
+            cancelled = OrderCancelled(id=order_id, version=1, ticket={"id": ticket["id"]})
+            rows.append(OutboxEvent(subject="order:cancelled", payload=cancelled.to_payload()))
     for row in rows:
         time.sleep(0.0001)  # distinct created_at: the outbox's order is the order of this list
         row.save()

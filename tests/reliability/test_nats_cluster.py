@@ -13,6 +13,7 @@ import pytest
 
 from core.ids import new_object_id
 from messaging.tests.harness import ticket_payload, wait_until
+from tests.contract.published import assert_published_events_conform
 from web.management.commands.mint_token import session_cookie_value
 
 from .support import (
@@ -207,3 +208,4 @@ def test_killing_the_stream_leader_loses_nothing_and_duplicates_nothing(processe
         converge_after_traffic_seconds=round(converge_seconds, 1),
         total_seconds=round(time.monotonic() - started, 1),
     )
+    assert_published_events_conform(cluster.url)
