@@ -45,6 +45,40 @@ class ServiceUnavailable(exceptions.APIException):
     default_detail = "Service unavailable"
 
 
+class IdempotencyKeyMalformed(Exception):
+    """The `Idempotency-Key` header is empty, longer than 255 characters or not printable ASCII."""
+
+
+class IdempotencyKeyReused(Exception):
+    """The `Idempotency-Key` was used before with another request body."""
+
+
+class IdempotencyKeyInProgress(Exception):
+    """Another request with this `Idempotency-Key` has not finished yet."""
+
+
+# The answers to the Idempotency-Key refusals (orders.idempotency): status, message, field.
+IDEMPOTENCY_KEY_ERRORS: dict[type[Exception], tuple[int, str, str | None]] = {
+    IdempotencyKeyMalformed: (
+        status.HTTP_400_BAD_REQUEST,
+        "Idempotency-Key must be 1 to 255 printable ASCII characters",
+        "Idempotency-Key",
+    ),
+    IdempotencyKeyReused: (
+        status.HTTP_422_UNPROCESSABLE_ENTITY,
+        "Idempotency-Key was already used with another request body",
+        "Idempotency-Key",
+    ),
+    IdempotencyKeyInProgress: (
+        status.HTTP_409_CONFLICT,
+        "A request with this Idempotency-Key is still in progress",
+        None,
+    ),
+}
+# A 409 is worth retrying at once: the request it waits for holds the key for one short transaction.
+IDEMPOTENCY_KEY_RETRY_AFTER_SECONDS = 1
+
+
 # What the database raises when it cannot be reached (or drops the connection), on every backend.
 DATABASE_UNAVAILABLE_ERRORS = (OperationalError, InterfaceError)
 
@@ -101,6 +135,12 @@ def exception_handler(exc, context):
     if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed, exceptions.PermissionDenied)):
         response = Response(error_body("Not authorized"), status=status.HTTP_401_UNAUTHORIZED)
         response["WWW-Authenticate"] = 'Bearer realm="api"'
+        return response
+    if (idempotency := IDEMPOTENCY_KEY_ERRORS.get(type(exc))) is not None:
+        code, message, field = idempotency
+        response = Response(error_body(message, field), status=code)
+        if code == status.HTTP_409_CONFLICT:
+            response["Retry-After"] = str(IDEMPOTENCY_KEY_RETRY_AFTER_SECONDS)
         return response
     if isinstance(exc, exceptions.NotFound):
         return Response(error_body("Not Found"), status=status.HTTP_404_NOT_FOUND)
