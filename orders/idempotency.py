@@ -49,8 +49,20 @@ def request_fingerprint(*, ticket_id: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class StoredAnswer:
+    id: str
     fingerprint: str
     response: bytes
+    expired: bool  # older than IDEMPOTENCY_KEY_TTL_SECONDS: to be treated as absent
+
+
+def idempotency_key_stored(*, user_id: str, key: str) -> StoredAnswer | None:
+    """The answer stored under the user's `key`, unless it has expired; read without any lock.
+
+    A record never changes once written, so a repeat needs no transaction: on SQLite it does not
+    queue for the write lock, on PostgreSQL it does not meet the advisory lock of another repeat.
+    """
+    found = _find(user_id=user_id, key=key)
+    return None if found is None or found.expired else found
 
 
 def idempotency_key_claim(*, user_id: str, key: str) -> StoredAnswer | None:
@@ -61,16 +73,37 @@ def idempotency_key_claim(*, user_id: str, key: str) -> StoredAnswer | None:
     (SQLite, where an IMMEDIATE transaction already excludes every other writer). An expired record
     is deleted here, so the key is free again before the purge comes round.
     """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_TRY_LOCK, [_ADVISORY_NAMESPACE, _advisory_lock_id(user_id, key)])
+            if not cursor.fetchone()[0]:
+                raise IdempotencyKeyInProgress()
+    found = _find(user_id=user_id, key=key)
+    if found is not None and found.expired:
+        IdempotencyKey.objects.filter(id=found.id).delete()
+        return None
+    return found
+
+
+def _find(*, user_id: str, key: str) -> StoredAnswer | None:
     cutoff = timezone.now() - dt.timedelta(seconds=settings.IDEMPOTENCY_KEY_TTL_SECONDS)
     if connection.vendor in SQL_VENDORS:
-        return _claim_sql(user_id=user_id, key=key, cutoff=cutoff)
+        with connection.cursor() as cursor:
+            cursor.execute(_SELECT_RECORD, [connection.ops.adapt_datetimefield_value(cutoff), user_id, key])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        record_id, fingerprint, response, expired = row
+        return StoredAnswer(id=record_id, fingerprint=fingerprint, response=response.encode(), expired=bool(expired))
     record = IdempotencyKey.objects.filter(user_id=user_id, key=key).first()
     if record is None:
         return None
-    if record.created_at < cutoff:
-        record.delete()
-        return None
-    return StoredAnswer(fingerprint=record.fingerprint, response=record.response.encode())
+    return StoredAnswer(
+        id=record.id,
+        fingerprint=record.fingerprint,
+        response=record.response.encode(),
+        expired=record.created_at < cutoff,
+    )
 
 
 def idempotency_key_record(*, user_id: str, key: str, fingerprint: str, order_id: str, response: bytes) -> None:
@@ -116,7 +149,6 @@ _TRY_LOCK = "SELECT pg_try_advisory_xact_lock(%s, %s)"
 _SELECT_RECORD = (
     'SELECT id, fingerprint, response, created_at < %s FROM orders_idempotencykey WHERE user_id = %s AND "key" = %s'
 )
-_DELETE_RECORD = "DELETE FROM orders_idempotencykey WHERE id = %s"
 _INSERT_RECORD = (
     'INSERT INTO orders_idempotencykey (id, user_id, "key", fingerprint, order_id, response, created_at)'
     ' VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (user_id, "key") DO NOTHING'
@@ -127,23 +159,6 @@ def _advisory_lock_id(user_id: str, key: str) -> int:
     """A signed 32-bit number from user and key (the two-key form of PostgreSQL's advisory locks)."""
     digest = hashlib.sha256(f"{user_id}\0{key}".encode()).digest()
     return int.from_bytes(digest[:4], "big", signed=True)
-
-
-def _claim_sql(*, user_id: str, key: str, cutoff: dt.datetime) -> StoredAnswer | None:
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute(_TRY_LOCK, [_ADVISORY_NAMESPACE, _advisory_lock_id(user_id, key)])
-            if not cursor.fetchone()[0]:
-                raise IdempotencyKeyInProgress()
-        cursor.execute(_SELECT_RECORD, [connection.ops.adapt_datetimefield_value(cutoff), user_id, key])
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        record_id, fingerprint, response, expired = row
-        if expired:
-            cursor.execute(_DELETE_RECORD, [record_id])
-            return None
-    return StoredAnswer(fingerprint=fingerprint, response=response.encode())
 
 
 def _record_sql(values: dict) -> bool:

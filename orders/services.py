@@ -16,7 +16,7 @@ from common.exceptions import BadRequest, IdempotencyKeyReused, NotFound
 from common.ids import new_object_id
 from messaging.events import OrderCancelled, OrderCreated
 from messaging.outbox import outbox_enqueue
-from orders.idempotency import idempotency_key_claim, idempotency_key_record
+from orders.idempotency import idempotency_key_claim, idempotency_key_record, idempotency_key_stored
 from orders.models import ORDER_CANCELLABLE_STATUSES, Order, OrderStatus
 from orders.representation import OrderDict, order_row, order_to_dict, render_json
 from orders.representation import to_iso_z as to_iso_z  # its home now; importers of orders.services keep it
@@ -66,24 +66,30 @@ def order_create_idempotent(*, user_id: str, ticket_id: str, key: str, fingerpri
     """order_create under the user's `Idempotency-Key`: (the order's JSON, whether it is a replay).
 
     The first request with the key creates the order and stores the JSON it answers in the same
-    transaction; a repeat with the same `fingerprint` gets those bytes back and creates nothing.
+    transaction; a repeat with the same `fingerprint` gets those bytes back and creates nothing
+    (another fingerprint: IdempotencyKeyReused).
     Only a created order pins the key: a refusal (no such ticket, ticket already reserved) rolls
     back with the transaction and leaves the key free, so a retry is judged afresh.
     """
-    with atomic():
-        stored = idempotency_key_claim(user_id=user_id, key=key)
-        if stored is not None:
-            if stored.fingerprint != fingerprint:
-                raise IdempotencyKeyReused()
-            return stored.response, True
-        order = _order_new(user_id=user_id, ticket_id=ticket_id)
-        response = render_json(order_to_dict(order_row(order)))
-        # The key before the order: a concurrent request with it fails here (MongoDB's write conflict)
-        # rather than on the ticket's unique index, where it would read as `Ticket is already reserved`.
-        idempotency_key_record(user_id=user_id, key=key, fingerprint=fingerprint, order_id=order.id, response=response)
-        _order_reserve(order=order)
-    logger.info("order created id=%s ticket=%s user=%s idempotency-key=yes", order.id, ticket_id, user_id)
-    return response, False
+    stored = idempotency_key_stored(user_id=user_id, key=key)
+    if stored is None:
+        with atomic():
+            stored = idempotency_key_claim(user_id=user_id, key=key)
+            if stored is None:
+                order = _order_new(user_id=user_id, ticket_id=ticket_id)
+                response = render_json(order_to_dict(order_row(order)))
+                # The key before the order: a concurrent request with it fails here (MongoDB's write
+                # conflict) rather than on the ticket's unique index, as `Ticket is already reserved`.
+                idempotency_key_record(
+                    user_id=user_id, key=key, fingerprint=fingerprint, order_id=order.id, response=response
+                )
+                _order_reserve(order=order)
+        if stored is None:
+            logger.info("order created id=%s ticket=%s user=%s idempotency-key=yes", order.id, ticket_id, user_id)
+            return response, False
+    if stored.fingerprint != fingerprint:
+        raise IdempotencyKeyReused()
+    return stored.response, True
 
 
 def _order_new(*, user_id: str, ticket_id: str) -> Order:

@@ -225,6 +225,11 @@ def test_fifty_posts_with_one_key_and_body_make_one_order_and_one_order_created_
             original.content,
             "true",
         )
+    # Repeats once the first has finished read its answer without taking the key: all replays, no 409.
+    repeats = fire_together_responses([request] * 20)
+    assert {(r.status_code, r.content, r.headers.get("Idempotent-Replayed")) for r in repeats} == {
+        (201, original.content, "true")
+    }
     order_id = original.json()["id"]
     assert list(Order.objects.values_list("id", flat=True)) == [order_id]
     assert list(IdempotencyKey.objects.values_list("order_id", flat=True)) == [order_id]
