@@ -8,6 +8,7 @@ import threading
 
 import pytest
 from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -377,3 +378,36 @@ def test_a_key_held_by_a_running_transaction_is_409_on_postgresql_and_waited_for
         assert (during.status_code, during.content, during["Idempotent-Replayed"]) == (201, stored_answer, "true")
     assert (after.status_code, after.content, after["Idempotent-Replayed"]) == (201, stored_answer, "true")
     assert not Order.objects.exists()
+
+
+# --- What each kind of request costs in statements ------------------------------------------------
+
+
+def statements_of(client: APIClient, body, key: str | None) -> list[str]:
+    with CaptureQueriesContext(connection) as queries:
+        response = post(client, body, key=key)
+    assert response.status_code == 201, response.content
+    # The test's own transaction turns the service's into a savepoint: not a statement of the service's.
+    return [query["sql"] for query in queries.captured_queries if "SAVEPOINT" not in query["sql"]]
+
+
+def test_without_the_header_a_create_runs_the_statements_it_always_did(signed_in, make_ticket):
+    statements = statements_of(signed_in, {"ticketId": make_ticket().id}, key=None)
+
+    # SELECT the ticket, INSERT the order unless reserved, INSERT its outbox row (BEGIN/COMMIT aside).
+    assert len(statements) == 3, statements
+    assert not [sql for sql in statements if "idempotency" in sql.lower()]
+
+
+def test_a_new_key_adds_two_reads_and_an_insert_and_a_repeat_is_one_read(signed_in, make_ticket):
+    ticket = make_ticket()
+
+    first = statements_of(signed_in, {"ticketId": ticket.id}, key="k")
+    repeat = statements_of(signed_in, {"ticketId": ticket.id}, key="k")
+
+    on_key = [sql for sql in first if "orders_idempotencykey" in sql]
+    assert [sql.split()[0] for sql in on_key] == ["SELECT", "SELECT", "INSERT"], first
+    locks = [sql for sql in first if "pg_try_advisory_xact_lock" in sql]
+    assert len(locks) == (1 if connection.vendor == "postgresql" else 0)
+    assert len(first) == 3 + len(on_key) + len(locks), first
+    assert len(repeat) == 1 and repeat[0].startswith("SELECT") and "orders_idempotencykey" in repeat[0], repeat
