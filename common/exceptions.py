@@ -75,7 +75,7 @@ IDEMPOTENCY_KEY_ERRORS: dict[type[Exception], tuple[int, str, str | None]] = {
         None,
     ),
 }
-# A 409 is worth retrying at once: the request it waits for holds the key for one short transaction.
+# A 409 is worth retrying soon: the request it waits for holds the key for one short transaction.
 IDEMPOTENCY_KEY_RETRY_AFTER_SECONDS = 1
 
 

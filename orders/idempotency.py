@@ -132,8 +132,8 @@ def idempotency_key_record(*, user_id: str, key: str, fingerprint: str, order_id
     except DatabaseError as exc:
         # MongoDB: a concurrent transaction that wrote the same key is a WriteConflict, which
         # django-mongodb-backend raises as a DatabaseError caused by PyMongo's OperationFailure.
-        cause = exc.__cause__
-        if cause is not None and getattr(cause, "has_error_label", lambda _: False)("TransientTransactionError"):
+        has_error_label = getattr(exc.__cause__, "has_error_label", None)
+        if has_error_label is not None and has_error_label("TransientTransactionError"):
             raise IdempotencyKeyInProgress() from exc
         raise
 
