@@ -7,7 +7,7 @@ import json
 import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import DatabaseError, connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -411,3 +411,26 @@ def test_a_new_key_adds_two_reads_and_an_insert_and_a_repeat_is_one_read(signed_
     assert len(locks) == (1 if connection.vendor == "postgresql" else 0)
     assert len(first) == 3 + len(on_key) + len(locks), first
     assert len(repeat) == 1 and repeat[0].startswith("SELECT") and "orders_idempotencykey" in repeat[0], repeat
+
+
+@pytest.mark.parametrize(
+    ("labels", "raised"), [(["TransientTransactionError"], IdempotencyKeyInProgress), ([], DatabaseError)]
+)
+def test_on_mongodb_a_write_conflict_on_the_key_is_in_progress_and_other_errors_stay_errors(
+    monkeypatch, labels, raised
+):
+    """No MongoDB server runs here: the error is the one django-mongodb-backend raises for a write
+    conflict (a DatabaseError from PyMongo's OperationFailure), made by hand."""
+    operation_failure = pytest.importorskip("pymongo.errors").OperationFailure
+    monkeypatch.setattr(idempotency, "SQL_VENDORS", frozenset())
+
+    def conflicting_insert(**values):
+        failure = operation_failure("WriteConflict error", code=112, details={"code": 112, "errorLabels": labels})
+        raise DatabaseError() from failure
+
+    monkeypatch.setattr(IdempotencyKey.objects, "create", conflicting_insert)
+
+    with pytest.raises(raised):
+        idempotency.idempotency_key_record(
+            user_id="u1", key="k", fingerprint="f" * 64, order_id=new_object_id(), response=b"{}"
+        )
