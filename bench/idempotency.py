@@ -187,7 +187,8 @@ def main() -> int:
         child(int(sys.argv[2]), int(sys.argv[3]))
         return 0
     args = parse_args()
-    results = {}
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    failures: list[str] = []
     with temp_workdir() as workdir:
         run = Run(code=harness.REPO, workdir=workdir, quick=False)
         try:
@@ -195,11 +196,14 @@ def main() -> int:
                 db = Database(kind, args.postgres_url if kind == "postgres" else "", workdir)
                 db.drop_leftovers()
                 try:
+                    log(f"{db.label}: migrating a template database")
                     run.migrate_template(db)
                     if args.http:
                         results[db.label] = measure(run, db, seconds=args.seconds, rounds=args.rounds)
                     else:
                         results[db.label] = in_process(run, db, requests=args.requests, rounds=args.rounds)
+                except Exception as exc:  # the other database's figures are still worth printing
+                    failures.append(f"{db.label}: {type(exc).__name__}: {str(exc)[-500:]}")
                 finally:
                     run.stop_all()
                     db.drop_all()
@@ -215,7 +219,9 @@ def main() -> int:
             pg = f"{r['pg_cpu_ms']:.2f}" if label == "PostgreSQL" else "-"
             print(f"| {label} | {kind} | {r['rate']:.0f} | {r['cpu_ms']:.2f} | {pg} | {r['cpu_ms'] / plain:.2f} |")
     print(json.dumps(results), file=sys.stderr)
-    return 0
+    for failure in failures:
+        log(f"failed: {failure}")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
