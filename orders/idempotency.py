@@ -25,8 +25,6 @@ logger = logging.getLogger(__name__)
 IDEMPOTENCY_KEY_RE = re.compile(r"[\x20-\x7e]{1,255}")
 # Databases the hand-written statements below run on; any other backend (MongoDB) takes the ORM path.
 SQL_VENDORS = frozenset({"sqlite", "postgresql"})
-# Under the worker's stall limit (WORKER_STALL_SECONDS, 60 s by default): the loop beats once a round.
-PURGE_EVERY_SECONDS = 30.0
 PURGE_BATCH = 1000
 
 
@@ -202,5 +200,5 @@ def idempotency_keys_purge(*, batch: int = PURGE_BATCH) -> int:
 
 
 PERIODIC = [
-    Periodic("idempotency key purge", idempotency_keys_purge, every=lambda: PURGE_EVERY_SECONDS),
+    Periodic("idempotency key purge", idempotency_keys_purge, every=lambda: settings.IDEMPOTENCY_KEY_PURGE_SECONDS),
 ]

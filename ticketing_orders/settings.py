@@ -287,6 +287,8 @@ EXPIRATION_GRACE_SECONDS = envfloat("EXPIRATION_GRACE_SECONDS", 300)
 EXPIRATION_SWEEP_SECONDS = envfloat("EXPIRATION_SWEEP_SECONDS", 30)
 # How long an Idempotency-Key of POST /api/orders is remembered; older keys are ignored, then purged.
 IDEMPOTENCY_KEY_TTL_SECONDS = envfloat("IDEMPOTENCY_KEY_TTL_SECONDS", 86400)
+# How often the worker deletes expired keys: under WORKER_STALL_SECONDS, as its loop beats once a round.
+IDEMPOTENCY_KEY_PURGE_SECONDS = 30.0
 NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
 NATS_STREAM = os.environ.get("NATS_STREAM", "ticketing")
 NATS_STREAM_REPLICAS = int(os.environ.get("NATS_STREAM_REPLICAS", "1"))  # 3 on a clustered JetStream
