@@ -25,3 +25,13 @@ class NotAuthorizedError(DomainError):
     """The caller may not touch what it names (HTTP: 401 `Not authorized`, as the Node services answer)."""
 
     message = "Not authorized"
+
+
+class ConflictError(DomainError):
+    """Another request holds what this one needs; worth retrying soon (HTTP: 409, with `Retry-After`)."""
+
+    retry_after_seconds = 1
+
+
+class UnprocessableError(DomainError):
+    """Well-formed, but contradicts what the service already holds (HTTP: 422)."""

@@ -14,10 +14,11 @@ from rest_framework.views import APIView
 
 from core.ids import OBJECT_ID_RE, is_object_id
 from orders.exceptions import UnknownCursor
+from orders.idempotency import idempotency_key_check, request_fingerprint
 from orders.representation import order_row, order_to_dict, render_json
 from orders.selectors import order_row_get_for_user, order_rows_for_user
 from orders.serializers import OrderCreateSerializer, OrderSerializer
-from orders.services import order_cancel_by_user, order_create
+from orders.services import order_cancel_by_user, order_create, order_create_idempotent
 
 ErrorsSerializer = inline_serializer(
     name="Errors",
@@ -58,6 +59,24 @@ PAGE_AFTER = OpenApiParameter(
         "Paging: only the orders after this one (the last id of the previous page), oldest first. Not 24 hex: "
         f"400 `{AFTER_MESSAGE}`. It must be one of the caller's orders: an unknown id and someone else's get "
         f"the same 400 `{UnknownCursor.message}`."
+    ),
+)
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7e]+$"},
+    OpenApiParameter.HEADER,
+    description=(
+        "Makes the create safe to retry: 1 to 255 printable ASCII characters, chosen by the client (a UUID), "
+        "scoped to the signed-in user and kept for `IDEMPOTENCY_KEY_TTL_SECONDS` (a day by default). A repeat "
+        "with the same body answers the first 201 again, byte for byte, with `Idempotent-Replayed: true`, and "
+        "creates nothing. Only a created order keeps the key: after a 400 or 404 the same key may be tried again."
+    ),
+)
+IDEMPOTENT_REPLAYED = OpenApiResponse(
+    OrderSerializer,
+    description=(
+        "The order. With an `Idempotency-Key` already used with the same body, the first answer again, with an "
+        "`Idempotent-Replayed: true` header"
     ),
 )
 # At most 4 digits: 1000 is the largest limit, and int() of a huge digit string is itself an error.
@@ -117,22 +136,49 @@ class OrderListCreateApi(APIView):
     @extend_schema(
         operation_id="orders_create",
         request=OrderCreateSerializer,
+        parameters=[IDEMPOTENCY_KEY],
         responses={
-            201: OrderSerializer,
+            201: IDEMPOTENT_REPLAYED,
             400: OpenApiResponse(
-                ErrorsSerializer, description="`TicketId must be provided` or `Ticket is already reserved`"
+                ErrorsSerializer,
+                description=(
+                    "`TicketId must be provided`, `Ticket is already reserved`, or a malformed `Idempotency-Key` "
+                    "(`field: Idempotency-Key`)"
+                ),
             ),
             401: NOT_AUTHORIZED,
             404: OpenApiResponse(ErrorsSerializer, description="No such ticket"),
+            409: OpenApiResponse(
+                ErrorsSerializer,
+                description="A request with this `Idempotency-Key` is still in progress: retry (see `Retry-After`)",
+            ),
             415: OpenApiResponse(ErrorsSerializer, description="The body is not application/json"),
+            422: OpenApiResponse(
+                ErrorsSerializer,
+                description="This `Idempotency-Key` was already used with another body (`field: Idempotency-Key`)",
+            ),
         },
     )
     def post(self, request):
         """Reserve a ticket: the order holds it until `expiresAt`."""
+        # META rather than request.headers: no header, no extra work (HttpHeaders copies every header).
+        key = request.META.get("HTTP_IDEMPOTENCY_KEY")
+        if key is not None:
+            key = idempotency_key_check(key)
         body = OrderCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        order = order_create(user_id=request.user.id, ticket_id=body.validated_data["ticketId"])
-        return json_response(request, order_to_dict(order_row(order)), status=status.HTTP_201_CREATED)
+        ticket_id = body.validated_data["ticketId"]
+        if key is None:
+            order = order_create(user_id=request.user.id, ticket_id=ticket_id)
+            return json_response(request, order_to_dict(order_row(order)), status=status.HTTP_201_CREATED)
+        answer, replayed = order_create_idempotent(
+            user_id=request.user.id, ticket_id=ticket_id, key=key, fingerprint=request_fingerprint(ticket_id=ticket_id)
+        )
+        # The stored bytes as they are, whatever the Accept header's options: a repeat must match the first.
+        response = HttpResponse(answer, status=status.HTTP_201_CREATED, content_type=JSON)
+        if replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
 
 
 class OrderDetailApi(APIView):

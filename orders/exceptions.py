@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.exceptions import DomainError, NotAuthorizedError, NotFoundError
+from core.exceptions import ConflictError, DomainError, NotAuthorizedError, NotFoundError, UnprocessableError
 
 
 class TicketNotFound(NotFoundError):
@@ -30,3 +30,25 @@ class UnknownCursor(DomainError):
 
     message = "after must be the id of one of your orders"
     field = "after"
+
+
+class IdempotencyKeyMalformed(DomainError):
+    """The `Idempotency-Key` header is empty, longer than 255 characters or not printable ASCII."""
+
+    message = "Idempotency-Key must be 1 to 255 printable ASCII characters"
+    field = "Idempotency-Key"
+
+
+class IdempotencyKeyReused(UnprocessableError):
+    """The `Idempotency-Key` was used before with another request body."""
+
+    message = "Idempotency-Key was already used with another request body"
+    field = "Idempotency-Key"
+
+
+class IdempotencyKeyInProgress(ConflictError):
+    """Another request with this `Idempotency-Key` has not finished yet."""
+
+    message = "A request with this Idempotency-Key is still in progress"
+    # The request it waits for holds the key for one short transaction.
+    retry_after_seconds = 1

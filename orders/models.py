@@ -39,3 +39,33 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return f"Order {self.id} ({self.status})"
+
+
+class IdempotencyKey(models.Model):
+    """An `Idempotency-Key` a user's POST /api/orders created an order under, and the answer it got.
+
+    Written in the order's own transaction, so a key exists exactly when its order does.
+    """
+
+    id = models.CharField(primary_key=True, max_length=24, default=new_object_id, editable=False)
+    user_id = models.CharField(max_length=255)
+    key = models.CharField(max_length=255)
+    # sha256 (hex) of the request as the service read it (orders.idempotency.request_fingerprint).
+    fingerprint = models.CharField(max_length=64)
+    order_id = models.CharField(max_length=24)
+    # The 201's body as sent (UTF-8 JSON): a repeat answers these bytes, whatever the order became since.
+    response = models.TextField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            # Keys are the user's own: two users may pick the same one.
+            models.UniqueConstraint(fields=["user_id", "key"], name="one_idempotency_key_per_user"),
+        ]
+        indexes = [
+            # The worker's purge: the keys older than IDEMPOTENCY_KEY_TTL_SECONDS.
+            models.Index(fields=["created_at"], name="idempotency_key_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Idempotency-Key {self.key!r} of {self.user_id} (order {self.order_id})"

@@ -16,9 +16,16 @@ from core.transactions import SQL_VENDORS, atomic
 from messaging.events import OrderCancelled, OrderCreated
 from messaging.order_status import OrderStatus
 from messaging.outbox import outbox_enqueue
-from orders.exceptions import CannotCancelCompletedOrder, OrderNotFound, TicketAlreadyReserved, TicketNotFound
+from orders.exceptions import (
+    CannotCancelCompletedOrder,
+    IdempotencyKeyReused,
+    OrderNotFound,
+    TicketAlreadyReserved,
+    TicketNotFound,
+)
+from orders.idempotency import idempotency_key_claim, idempotency_key_record, idempotency_key_stored
 from orders.models import ORDER_CANCELLABLE_STATUSES, Order
-from orders.representation import OrderDict, order_row, order_to_dict
+from orders.representation import OrderDict, order_row, order_to_dict, render_json
 from tickets_replica.models import Ticket
 
 logger = logging.getLogger(__name__)
@@ -35,26 +42,67 @@ class Outcome(enum.Enum):
 def order_create(*, user_id: str, ticket_id: str) -> Order:
     """Reserve `ticket_id` for `user_id` until the expiration window ends, and announce it."""
     with atomic():
-        ticket = ticket_get(ticket_id=ticket_id)
-        if ticket is None:
-            raise TicketNotFound()
-        now = timezone.now()
-        order = _loaded(
-            Order,
-            id=new_object_id(),
-            user_id=user_id,
-            status=OrderStatus.CREATED,
-            expires_at=now + dt.timedelta(seconds=settings.EXPIRATION_WINDOW_SECONDS),
-            ticket_id=ticket.id,
-            version=0,
-            created_at=now,
-        )
-        order.ticket = ticket
-        if not order_insert_unless_reserved(order=order):
-            raise TicketAlreadyReserved()
-        outbox_enqueue(event=order_created_event(order_to_dict(order_row(order))))
-    logger.info("order created id=%s ticket=%s user=%s", order.id, ticket.id, user_id)
+        order = _order_new(user_id=user_id, ticket_id=ticket_id)
+        _order_reserve(order=order)
+    logger.info("order created id=%s ticket=%s user=%s", order.id, ticket_id, user_id)
     return order
+
+
+def order_create_idempotent(*, user_id: str, ticket_id: str, key: str, fingerprint: str) -> tuple[bytes, bool]:
+    """order_create under the user's `Idempotency-Key`: (the order's JSON, whether it is a replay).
+
+    The first request with the key creates the order and stores the JSON it answers in the same
+    transaction; a repeat with the same `fingerprint` gets those bytes back and creates nothing
+    (another fingerprint: IdempotencyKeyReused).
+    Only a created order pins the key: a refusal (no such ticket, ticket already reserved) rolls
+    back with the transaction and leaves the key free, so a retry is judged afresh.
+    """
+    stored = idempotency_key_stored(user_id=user_id, key=key)
+    if stored is None:
+        with atomic():
+            stored = idempotency_key_claim(user_id=user_id, key=key)
+            if stored is None:
+                order = _order_new(user_id=user_id, ticket_id=ticket_id)
+                response = render_json(order_to_dict(order_row(order)))
+                # The key before the order: a concurrent request with it fails here (MongoDB's write
+                # conflict) rather than on the ticket's unique index, as `Ticket is already reserved`.
+                idempotency_key_record(
+                    user_id=user_id, key=key, fingerprint=fingerprint, order_id=order.id, response=response
+                )
+                _order_reserve(order=order)
+        if stored is None:
+            logger.info("order created id=%s ticket=%s user=%s idempotency-key=yes", order.id, ticket_id, user_id)
+            return response, False
+    if stored.fingerprint != fingerprint:
+        raise IdempotencyKeyReused()
+    return stored.response, True
+
+
+def _order_new(*, user_id: str, ticket_id: str) -> Order:
+    """The order a create would insert (status created, version 0), with its ticket; not saved yet."""
+    ticket = ticket_get(ticket_id=ticket_id)
+    if ticket is None:
+        raise TicketNotFound()
+    now = timezone.now()
+    order = _loaded(
+        Order,
+        id=new_object_id(),
+        user_id=user_id,
+        status=OrderStatus.CREATED,
+        expires_at=now + dt.timedelta(seconds=settings.EXPIRATION_WINDOW_SECONDS),
+        ticket_id=ticket.id,
+        version=0,
+        created_at=now,
+    )
+    order.ticket = ticket
+    return order
+
+
+def _order_reserve(*, order: Order) -> None:
+    """Insert a new order unless its ticket is reserved, with its `order:created`; inside a transaction."""
+    if not order_insert_unless_reserved(order=order):
+        raise TicketAlreadyReserved()
+    outbox_enqueue(event=order_created_event(order_to_dict(order_row(order))))
 
 
 def order_created_event(order: OrderDict) -> OrderCreated:

@@ -285,6 +285,10 @@ EXPIRATION_WINDOW_SECONDS = int(os.environ.get("EXPIRATION_WINDOW_SECONDS", "900
 # came) is expired by the worker itself, and how often the worker looks for such orders.
 EXPIRATION_GRACE_SECONDS = envfloat("EXPIRATION_GRACE_SECONDS", 300)
 EXPIRATION_SWEEP_SECONDS = envfloat("EXPIRATION_SWEEP_SECONDS", 30)
+# How long an Idempotency-Key of POST /api/orders is remembered; older keys are ignored, then purged.
+IDEMPOTENCY_KEY_TTL_SECONDS = envfloat("IDEMPOTENCY_KEY_TTL_SECONDS", 86400)
+# How often the worker deletes expired keys: under WORKER_STALL_SECONDS, as its loop beats once a round.
+IDEMPOTENCY_KEY_PURGE_SECONDS = 30.0
 NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
 NATS_STREAM = os.environ.get("NATS_STREAM", "ticketing")
 NATS_STREAM_REPLICAS = int(os.environ.get("NATS_STREAM_REPLICAS", "1"))  # 3 on a clustered JetStream
@@ -297,7 +301,10 @@ WORKER_STALL_SECONDS = envfloat("WORKER_STALL_SECONDS", 60)
 WORKER_NATS_DOWN_SECONDS = envfloat("WORKER_NATS_DOWN_SECONDS", 120)
 # Work the worker does every so often beside its listeners: (name, function, the setting giving its
 # interval in seconds). Wired here so the apps never import the worker that runs them.
-WORKER_PERIODIC_TASKS = [("expiration sweep", "orders.expiration.sweep_overdue_orders", "EXPIRATION_SWEEP_SECONDS")]
+WORKER_PERIODIC_TASKS = [
+    ("expiration sweep", "orders.expiration.sweep_overdue_orders", "EXPIRATION_SWEEP_SECONDS"),
+    ("idempotency key purge", "orders.idempotency.idempotency_keys_purge", "IDEMPOTENCY_KEY_PURGE_SECONDS"),
+]
 # The listeners `run_listeners` runs (and the admin's retry uses), by app.
 EVENT_LISTENERS = ["tickets_replica.listeners.LISTENERS", "orders.listeners.LISTENERS"]
 # How long JetStream remembers a Nats-Msg-Id; a relay that died between publishing and

@@ -13,7 +13,7 @@ from django.utils.http import parse_header_parameters
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from core.exceptions import DomainError, NotAuthorizedError, NotFoundError
+from core.exceptions import ConflictError, DomainError, NotAuthorizedError, NotFoundError, UnprocessableError
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +103,12 @@ def exception_handler(exc, context):
         exc = NotFound()
     elif isinstance(exc, (DjangoPermissionDenied, NotAuthorizedError)):
         exc = NotAuthorized()
+    elif isinstance(exc, ConflictError):
+        response = Response(error_body(exc.message, exc.field), status=status.HTTP_409_CONFLICT)
+        response["Retry-After"] = str(exc.retry_after_seconds)
+        return response
+    elif isinstance(exc, UnprocessableError):
+        return Response(error_body(exc.message, exc.field), status=status.HTTP_422_UNPROCESSABLE_ENTITY)
     elif isinstance(exc, DomainError):
         # A business rule the request broke, e.g. `Ticket is already reserved`: 400 with the rule's words.
         return Response(error_body(exc.message, exc.field), status=status.HTTP_400_BAD_REQUEST)

@@ -11,9 +11,11 @@ from django.db import connection
 
 from messaging.models import OutboxEvent
 from messaging.order_status import ORDER_ACTIVE_STATUSES
-from orders.models import Order
+from messaging.tests.harness import wait_until
+from orders.models import IdempotencyKey, Order
 
 ALREADY_RESERVED = {"errors": [{"message": "Ticket is already reserved"}]}
+KEY_IN_PROGRESS = {"errors": [{"message": "A request with this Idempotency-Key is still in progress"}]}
 
 
 @pytest.fixture(autouse=True)
@@ -22,22 +24,28 @@ def _needs_a_shared_database():
         pytest.skip("the live server's threads need a database file (or PostgreSQL) to have their own connections")
 
 
-def fire_together(requests_to_send: list[dict]) -> list[tuple[int, object]]:
-    """Send every request at once (a barrier releases them together); return (status, body) in order."""
+def fire_together_responses(requests_to_send: list[dict]) -> list[requests.Response]:
+    """Send every request at once (a barrier releases them together); return the responses in order."""
     barrier = threading.Barrier(len(requests_to_send))
 
-    def send(request: dict) -> tuple[int, object]:
+    def send(request: dict) -> requests.Response:
         with requests.Session() as session:
             # Connect first (an anonymous 401 touches no table), so the barrier releases requests
             # rather than TCP handshakes.
             session.get(request["url"].split("/api/")[0] + "/api/orders", timeout=30)
             barrier.wait(timeout=60)
-            response = session.request(timeout=60, **request)
-        body = response.json() if response.content else None
-        return response.status_code, body
+            return session.request(timeout=60, **request)
 
     with ThreadPoolExecutor(len(requests_to_send)) as pool:
         return list(pool.map(send, requests_to_send))
+
+
+def fire_together(requests_to_send: list[dict]) -> list[tuple[int, object]]:
+    """fire_together_responses(), as (status, parsed body) pairs."""
+    return [
+        (response.status_code, response.json() if response.content else None)
+        for response in fire_together_responses(requests_to_send)
+    ]
 
 
 def assert_no_server_errors(results: list[tuple[int, object]]) -> None:
@@ -181,3 +189,51 @@ def test_a_ticket_released_by_a_cancel_goes_to_exactly_one_of_the_racers(live_se
     assert Order.objects.filter(ticket=ticket, status__in=ORDER_ACTIVE_STATUSES).count() == sum(
         status == 201 for status, _ in posts
     )
+
+
+@pytest.mark.nats
+def test_fifty_posts_with_one_key_and_body_make_one_order_and_one_order_created_on_the_stream(
+    live_server, make_user, make_ticket, run_worker, jetstream
+):
+    """PostgreSQL answers 409 to the requests that come while the first is in flight; SQLite queues
+    them behind it (IMMEDIATE transactions), so they get the replay. Either way: one order."""
+    run_worker(listeners=[])  # the outbox relay only
+    ticket = make_ticket()
+    _, cookie = make_user()
+    request = {
+        "method": "POST",
+        "url": f"{live_server.url}/api/orders",
+        "json": {"ticketId": ticket.id},
+        "headers": {"Cookie": cookie, "Idempotency-Key": "checkout-7f3a"},
+    }
+
+    responses = fire_together_responses([request] * 50)
+
+    statuses = [response.status_code for response in responses]
+    assert set(statuses) <= {201, 409}, [(r.status_code, r.content) for r in responses]
+    [original] = [r for r in responses if r.status_code == 201 and "Idempotent-Replayed" not in r.headers]
+    for response in responses:
+        if response.status_code == 409:
+            assert (response.json(), response.headers["Retry-After"]) == (KEY_IN_PROGRESS, "1")
+        elif response is not original:
+            assert (response.content, response.headers["Idempotent-Replayed"]) == (original.content, "true")
+    # Each 409 retried once the first has finished: the first's answer.
+    for _ in range(statuses.count(409)):
+        with requests.Session() as session:
+            retried = session.request(timeout=60, **request)
+        assert (retried.status_code, retried.content, retried.headers["Idempotent-Replayed"]) == (
+            201,
+            original.content,
+            "true",
+        )
+    # Repeats once the first has finished read its answer without taking the key: all replays, no 409.
+    repeats = fire_together_responses([request] * 20)
+    assert {(r.status_code, r.content, r.headers.get("Idempotent-Replayed")) for r in repeats} == {
+        (201, original.content, "true")
+    }
+    order_id = original.json()["id"]
+    assert list(Order.objects.values_list("id", flat=True)) == [order_id]
+    assert list(IdempotencyKey.objects.values_list("order_id", flat=True)) == [order_id]
+    assert [row.payload["id"] for row in OutboxEvent.objects.filter(subject="order:created")] == [order_id]
+    wait_until(lambda: not OutboxEvent.objects.filter(sent_at__isnull=True).exists(), message="the relay to publish")
+    assert [payload["id"] for payload in jetstream.payloads("order:created")] == [order_id]

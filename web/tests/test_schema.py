@@ -102,7 +102,10 @@ def test_the_operations_document_their_bodies_and_errors(schema):
     }
     # Besides each view's own answers: 405, 406 and 503 on every operation, 413 and 415 with a body.
     assert set(orders["get"]["responses"]) == {"200", "400", "401", "405", "406", "503"}  # 400: a bad limit or after
-    assert set(orders["post"]["responses"]) == {"201", "400", "401", "404", "405", "406", "413", "415", "503"}
+    # 409 and 422: the Idempotency-Key's refusals.
+    assert set(orders["post"]["responses"]) == {
+        "201", "400", "401", "404", "405", "406", "409", "413", "415", "422", "503"
+    }  # fmt: skip
     assert ref(order["get"]["responses"]["200"]) == "#/components/schemas/Order"
     assert set(order["get"]["responses"]) == {"200", "401", "404", "405", "406", "503"}
     assert set(order["delete"]["responses"]) == {"204", "400", "401", "404", "405", "406", "503"}
@@ -112,6 +115,19 @@ def test_the_operations_document_their_bodies_and_errors(schema):
                 assert ref(response) == "#/components/schemas/Errors"
     for operation in (order["get"], order["delete"]):
         assert [(p["name"], p["in"], p["required"]) for p in operation["parameters"]] == [("order_id", "path", True)]
+
+
+def test_the_create_documents_the_idempotency_key_header(schema):
+    post = schema["paths"]["/api/orders"]["post"]
+
+    [key] = [p for p in post["parameters"] if p["name"] == "Idempotency-Key"]
+    assert (key["in"], key.get("required", False)) == ("header", False)
+    assert {k: key["schema"][k] for k in ("type", "minLength", "maxLength")} == {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 255,
+    }
+    assert "Idempotent-Replayed: true" in post["responses"]["201"]["description"]
 
 
 def test_the_order_schema_has_the_contract_fields(schema):
