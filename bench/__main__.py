@@ -18,6 +18,10 @@ from pathlib import Path
 from bench import report
 from bench.harness import REPO, Database, Figure, Run, log, temp_workdir
 from bench.scenarios import SCENARIOS
+from bench.tracing import AB_SCENARIOS
+
+# The A/B scenarios compare two checkouts and run only when named in --only.
+ALL_SCENARIOS = {**SCENARIOS, **AB_SCENARIOS}
 
 NOTES = "benchmarks-notes.md"
 
@@ -26,7 +30,11 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: every scenario in seconds")
     parser.add_argument("--db", help="sqlite, postgres or sqlite,postgres (the default; --quick: sqlite)")
-    parser.add_argument("--only", default=",".join(SCENARIOS), help=f"scenarios, of {', '.join(SCENARIOS)}")
+    parser.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"scenarios, of {', '.join(SCENARIOS)} (the default), and {', '.join(AB_SCENARIOS)}",
+    )
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
@@ -36,13 +44,18 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="the Markdown page (default docs/benchmarks.md for this checkout)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, SQLite files)")
+    parser.add_argument(
+        "--baseline",
+        default="main",
+        help="what A/B scenarios compare --code with: a checkout's folder or a git revision (default main)",
+    )
     args = parser.parse_args()
     args.code = args.code.resolve()
     args.db = args.db or ("sqlite" if args.quick else "sqlite,postgres")
     if args.out is None and args.code == REPO:
         args.out = REPO / "docs" / "benchmarks.md"
     for name in args.only.split(","):
-        if name not in SCENARIOS:
+        if name not in ALL_SCENARIOS:
             parser.error(f"unknown scenario {name!r}")
     return args
 
@@ -89,7 +102,7 @@ def main() -> int:
     failures: list[str] = []
     started = time.monotonic()
     with temp_workdir(keep=args.keep) as workdir:
-        run = Run(code=args.code, workdir=workdir, quick=args.quick)
+        run = Run(code=args.code, workdir=workdir, quick=args.quick, baseline=args.baseline)
         databases = [
             Database(kind, args.postgres_url if kind == "postgres" else "", workdir) for kind in args.db.split(",")
         ]
@@ -101,7 +114,7 @@ def main() -> int:
                 for name in args.only.split(","):
                     began = time.monotonic()
                     try:
-                        figures += SCENARIOS[name](run, db)
+                        figures += ALL_SCENARIOS[name](run, db)
                     except Exception as exc:
                         traceback.print_exc()
                         failures.append(f"{name} on {db.label}: {type(exc).__name__}: {str(exc)[:300]}")
