@@ -163,13 +163,25 @@ def _messaging(subject: str, operation: str, msg_id: str | None = None) -> dict[
 # --- database --------------------------------------------------------------------------------------
 
 
+_TABLE = re.compile(r'\b(?:FROM|INTO|UPDATE|JOIN)\s+"?([A-Za-z_][A-Za-z0-9_]*)"?', re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=512)
+def statement_summary(sql: str) -> tuple[str, str]:
+    """(operation, first table) of a statement, for the span's name: `SELECT`, `tickets_replica_ticket`."""
+    words = sql.split(None, 1)
+    operation = words[0].upper() if words else "QUERY"
+    table = _TABLE.search(sql)
+    return operation, table.group(1) if table else ""
+
+
 def _db_span(execute: Callable, sql: str, params: Any, many: bool, context: dict) -> Any:
     """Django execute wrapper: one CLIENT span per statement, below whatever span is current."""
     tracer = _tracer
     if tracer is None:
         return execute(sql, params, many, context)
     db = context["connection"]
-    operation = sql.lstrip().split(None, 1)[0].upper() if sql and sql.strip() else "QUERY"
+    operation, table = statement_summary(sql)
     attributes = {
         "db.system.name": db.vendor,
         "db.namespace": str(db.settings_dict.get("NAME") or ""),
@@ -177,9 +189,13 @@ def _db_span(execute: Callable, sql: str, params: Any, many: bool, context: dict
         # Statements are parameterized: the text holds placeholders, never a value.
         "db.query.text": sql,
     }
+    if table:
+        attributes["db.collection.name"] = table
     if many:
         attributes["db.operation.batch.size"] = len(params) if hasattr(params, "__len__") else -1
-    with tracer.start_as_current_span(operation, kind=SpanKind.CLIENT, attributes=attributes):
+    with tracer.start_as_current_span(
+        f"{operation} {table}" if table else operation, kind=SpanKind.CLIENT, attributes=attributes
+    ):
         return execute(sql, params, many, context)
 
 
@@ -194,11 +210,14 @@ def _recorded(
     links: Iterable[Link] = (),
 ) -> Iterator[Span]:
     """A current span whose database statements (on this thread's default connection) are spans too."""
-    with (
-        tracer.start_as_current_span(name, context=parent, kind=kind, attributes=attributes, links=list(links)) as span,
-        connection.execute_wrapper(_db_span),
-    ):
-        yield span
+    with tracer.start_as_current_span(
+        name, context=parent, kind=kind, attributes=attributes, links=list(links)
+    ) as span:
+        if _db_span in connection.execute_wrappers:  # inside another span of ours: already wrapped
+            yield span
+            return
+        with connection.execute_wrapper(_db_span):
+            yield span
 
 
 # --- HTTP ------------------------------------------------------------------------------------------
@@ -213,7 +232,6 @@ def route_template(route: str) -> str:
     template = route.replace("^", "").replace("$", "").replace("/?", "")
     template = _PATH_CONVERTER.sub(r"{\1}", _REGEX_GROUP.sub(r"{\1}", template))
     return "/" + template.lstrip("/")
-
 
 
 class TracingMiddleware:

@@ -138,6 +138,9 @@ def test_a_traceparent_continues_into_the_request_span_its_queries_and_the_outbo
     assert {span.attributes["db.system.name"] for span in queries} == {connection.vendor}
     assert any("tickets_replica_ticket" in span.attributes["db.query.text"] for span in queries)
     assert any(span.attributes["db.query.text"].startswith("INSERT INTO orders_order") for span in queries)
+    query_ids = {span.context.span_id for span in queries}
+    assert not [span for span in queries if span.parent.span_id in query_ids], "a statement traced twice"
+    assert one(queries, "SELECT tickets_replica_ticket").attributes["db.collection.name"] == "tickets_replica_ticket"
 
     create = one(spans, "create order:created")
     assert (create.kind, hex_ids(create)[2]) == (SpanKind.PRODUCER, hex_ids(server)[1])
