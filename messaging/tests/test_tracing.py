@@ -6,6 +6,7 @@ import json
 
 import nats.js.errors
 import pytest
+from django.core.management import CommandError, call_command
 from opentelemetry.trace import SpanKind, StatusCode
 
 from common import tracing
@@ -166,3 +167,14 @@ def test_each_message_of_a_batch_joins_its_peers_trace(run_worker, jetstream, co
     for span in spans:
         if span is not batch:
             assert [link.context.span_id for link in span.links] == [batch.context.span_id]
+
+
+def test_publish_event_sends_a_peers_traceparent(transactional_db, jetstream):
+    traceparent, _, _ = new_traceparent()
+    call_command(
+        "publish_event", "expiration:complete", json.dumps({"orderId": new_object_id()}), "--traceparent", traceparent
+    )
+    [message] = jetstream.messages("expiration:complete")
+    assert message.headers["traceparent"] == traceparent
+    with pytest.raises(CommandError):
+        call_command("publish_event", "expiration:complete", '{"orderId": "x"}', "--raw", "--traceparent", "nope")
