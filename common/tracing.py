@@ -178,7 +178,7 @@ def statement_summary(sql: str) -> tuple[str, str]:
 def _db_span(execute: Callable, sql: str, params: Any, many: bool, context: dict) -> Any:
     """Django execute wrapper: one CLIENT span per statement, below whatever span is current."""
     tracer = _tracer
-    if tracer is None:
+    if tracer is None or not trace.get_current_span().is_recording():  # off, or a trace sampled out
         return execute(sql, params, many, context)
     db = context["connection"]
     operation, table = statement_summary(sql)

@@ -165,6 +165,19 @@ def test_without_an_sdk_the_callers_context_still_reaches_the_outbox_row(signed_
     assert parse_traceparent(row.trace_context["traceparent"]) == (trace_id, caller_span)
 
 
+def test_a_caller_that_sampled_its_trace_out_is_not_recorded_but_its_trace_id_still_flows(signed_in, make_ticket):
+    traceparent, trace_id, _ = new_traceparent()
+    unsampled = traceparent.removesuffix("-01") + "-00"
+    with recording_spans() as exporter:
+        response = signed_in.post(
+            "/api/orders", {"ticketId": make_ticket().id}, format="json", HTTP_TRACEPARENT=unsampled
+        )
+    assert response.status_code == 201
+    assert exporter.get_finished_spans() == ()
+    sent = OutboxEvent.objects.get(subject="order:created").trace_context["traceparent"]
+    assert sent.startswith(f"00-{trace_id}-") and sent.endswith("-00")
+
+
 def test_a_request_without_traceparent_writes_no_trace_context(signed_in, make_ticket):
     response = signed_in.post("/api/orders", {"ticketId": make_ticket().id}, format="json")
     assert response.status_code == 201
