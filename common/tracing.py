@@ -120,6 +120,21 @@ class HeadersGetter(Getter[Mapping[str, str]]):
 HEADERS = HeadersGetter()
 
 
+class WsgiEnvironGetter(Getter[Mapping[str, str]]):
+    """Reads a request header straight from the WSGI environ (`HTTP_TRACEPARENT`), without building
+    `request.headers` (a pass over every META key) for the two or three the propagators ask for."""
+
+    def get(self, carrier: Mapping[str, str], key: str) -> list[str] | None:
+        value = carrier.get("HTTP_" + key.upper().replace("-", "_"))
+        return None if value is None else [value]
+
+    def keys(self, carrier: Mapping[str, str]) -> list[str]:
+        return [k[5:].lower().replace("_", "-") for k in carrier if k.startswith("HTTP_")]
+
+
+WSGI_ENVIRON = WsgiEnvironGetter()
+
+
 def _carries_context(headers: Mapping[str, str] | None) -> bool:
     return bool(headers) and any(k.lower() == "traceparent" for k in headers)
 
@@ -249,11 +264,11 @@ class TracingMiddleware:
         if tracer is None:
             if "HTTP_TRACEPARENT" not in request.META:
                 return self.get_response(request)  # the default: nothing to carry, nothing to record
-            with _attached(propagate.extract(request.headers)):
+            with _attached(propagate.extract(request.META, getter=WSGI_ENVIRON)):
                 return self.get_response(request)
         method = request.method
         attributes = {"http.request.method": method, "url.path": request.path, "url.scheme": request.scheme}
-        parent = propagate.extract(request.headers) if "HTTP_TRACEPARENT" in request.META else None
+        parent = propagate.extract(request.META, getter=WSGI_ENVIRON) if "HTTP_TRACEPARENT" in request.META else None
         with _recorded(tracer, method, kind=SpanKind.SERVER, parent=parent, attributes=attributes) as span:
             response = self.get_response(request)
             match = request.resolver_match

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 from collections.abc import Iterator
 
@@ -11,6 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from common import tracing
+from common.ids import new_object_id
 
 
 @contextlib.contextmanager
@@ -51,3 +53,9 @@ def one(spans: list[ReadableSpan], name: str) -> ReadableSpan:
     found = [span for span in spans if span.name == name]
     assert len(found) == 1, f"{len(found)} spans named {name!r} in {[s.name for s in spans]}"
     return found[0]
+
+
+def publish_traced(jetstream, subject: str, payload: dict, traceparent: str) -> None:
+    """Publish as a traced peer service would: Nats-Msg-Id and its `traceparent` (a harness JetStream client)."""
+    headers = {"Nats-Msg-Id": new_object_id(), "traceparent": traceparent}
+    jetstream.call(jetstream.js.publish(subject, json.dumps(payload).encode(), headers=headers, timeout=5))
