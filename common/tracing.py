@@ -331,7 +331,7 @@ def _send_span(tracer: Tracer, subject: str, msg_id: str, trace_headers: Mapping
         span.end()
 
 
-def consume(subject: str, headers: Mapping[str, str] | None, *, msg_id: str = "") -> contextlib.AbstractContextManager:
+def consume(subject: str, headers: Mapping[str, str] | None) -> contextlib.AbstractContextManager:
     """Around applying one consumed message: a `process <subject>` span continuing the message's trace.
 
     Without an SDK the message's context is made current, so the events its handler writes carry its
@@ -344,8 +344,12 @@ def consume(subject: str, headers: Mapping[str, str] | None, *, msg_id: str = ""
         f"process {subject}",
         kind=SpanKind.CONSUMER,
         parent=_extract(headers),
-        attributes=_messaging(subject, "process", msg_id),
+        attributes=_messaging(subject, "process", _msg_id(headers)),
     )
+
+
+def _msg_id(headers: Mapping[str, str] | None) -> str | None:
+    return headers.get("Nats-Msg-Id") if headers else None
 
 
 @contextlib.contextmanager
@@ -373,13 +377,13 @@ def consume_batch(subject: str, headers: list[Mapping[str, str] | None]) -> Iter
         each = [
             tracer.start_span(
                 f"process {subject}",
-                context=p,
+                context=parent,
                 kind=SpanKind.CONSUMER,
-                attributes=_messaging(subject, "process"),
+                attributes=_messaging(subject, "process", _msg_id(h)),
                 links=batch_link,
             )
-            for p in parents
-            if p is not None
+            for parent, h in zip(parents, headers, strict=True)
+            if parent is not None
         ]
         try:
             yield

@@ -221,7 +221,7 @@ async def apply_message(listener: Listener, msg, event: Event, delivery: Deliver
     def apply() -> str:
         # One transaction for the whole handler: a failure halfway leaves nothing to redeliver onto.
         # The message's trace context is current inside it, so the events it causes carry its trace id.
-        with tracing.consume(delivery.subject, msg.headers, msg_id=delivery.msg_id), atomic():
+        with tracing.consume(delivery.subject, msg.headers), atomic():
             result = listener.handle(event)
         if delivery.delivered > settings.EVENT_MAX_DELIVERIES:
             resolve_failure(stream=delivery.stream, sequence=delivery.sequence)

@@ -11,7 +11,14 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from common import tracing
 from common.ids import new_object_id
-from common.tests.tracing_support import hex_ids, new_traceparent, one, parse_traceparent, recording_spans
+from common.tests.tracing_support import (
+    hex_ids,
+    new_traceparent,
+    one,
+    parse_traceparent,
+    publish_traced,
+    recording_spans,
+)
 from messaging.models import OutboxEvent
 from messaging.relay import relay_once
 from messaging.tests.harness import ticket_payload, wait_until
@@ -19,12 +26,6 @@ from orders.models import Order
 from orders.services import order_create
 
 pytestmark = pytest.mark.nats
-
-
-def publish_with(jetstream, subject: str, payload: dict, **trace_headers: str) -> None:
-    """Publish as a peer service that traces would: Nats-Msg-Id plus its W3C headers."""
-    headers = {"Nats-Msg-Id": new_object_id(), **trace_headers}
-    jetstream.call(jetstream.js.publish(subject, json.dumps(payload).encode(), headers=headers, timeout=5))
 
 
 def relayed(jetstream, subject: str) -> list:
@@ -104,7 +105,7 @@ def cancelled_by_expiration(run_worker, jetstream, make_ticket, traceparent: str
     """A peer's expiration:complete (carrying `traceparent`) cancels an order: the order:cancelled's headers."""
     order = order_create(user_id=new_object_id(), ticket_id=make_ticket().id)
     run_worker()
-    publish_with(jetstream, "expiration:complete", {"orderId": order.id}, traceparent=traceparent)
+    publish_traced(jetstream, "expiration:complete", {"orderId": order.id}, traceparent)
     wait_until(lambda: Order.objects.get(id=order.id).status == "cancelled", message="the order to be cancelled")
     wait_until(lambda: not OutboxEvent.objects.filter(sent_at__isnull=True).exists(), message="the relay")
     [message] = jetstream.messages("order:cancelled")
@@ -131,6 +132,10 @@ def test_a_listener_continues_the_messages_trace_into_its_queries_and_the_events
     assert process.kind is SpanKind.CONSUMER
     assert hex_ids(process)[2] == peer_span
     assert process.attributes["messaging.destination.name"] == "expiration:complete"
+    assert (
+        process.attributes["messaging.message.id"]
+        == jetstream.messages("expiration:complete")[0].headers["Nats-Msg-Id"]
+    )
     queries = [s for s in spans if s.kind is SpanKind.CLIENT and hex_ids(s)[2] == hex_ids(process)[1]]
     assert any(q.attributes["db.query.text"].startswith("UPDATE") for q in queries)
     create = one(spans, "create order:cancelled")
@@ -145,7 +150,7 @@ def test_each_message_of_a_batch_joins_its_peers_trace(run_worker, jetstream, co
     jetstream.ensure_streams()
     sent = [new_traceparent() for _ in range(count)]
     for traceparent, _, _ in sent:  # on the stream before the worker starts: its first fetch takes them all
-        publish_with(jetstream, "ticket:created", ticket_payload(new_object_id()), traceparent=traceparent)
+        publish_traced(jetstream, "ticket:created", ticket_payload(new_object_id()), traceparent)
 
     with recording_spans() as exporter:
         run_worker()
