@@ -139,6 +139,10 @@ def tracing_ab(run: Run, db: Database) -> list[Figure]:
     return ab_figures(db, variants, seconds, exported)
 
 
+# wrk's answer counts (bench/wrk/bench.lua), kept per round: what the "unexpected answers" were.
+STATUS_COUNTS = ("c201", "c400", "c_reserved", "c5xx", "c503", "c_other", "socket_errors")
+
+
 def cpu_ms(result: dict) -> float:
     return result["cpu_s"] / result["requests"] * 1000 if result["requests"] else float("nan")
 
@@ -210,7 +214,10 @@ def ab_figures(db: Database, variants: list[Variant], seconds: float, exported: 
                         "noise_cpu_ratio": noise,
                         "requests": sum(m["requests"] for m in mine),
                         "spans_exported": exported if kind == "on" else None,
-                        "rounds": [{"cpu_ms": cpu_ms(m), "rate": m["rate"]} for m in mine],
+                        "rounds": [
+                            {"cpu_ms": cpu_ms(m), "rate": m["rate"], **{k: m[k] for k in STATUS_COUNTS if k in m}}
+                            for m in mine
+                        ],
                         "baseline_rounds": [{"cpu_ms": cpu_ms(b), "rate": b["rate"]} for b in base_rounds],
                     },
                 )
