@@ -65,6 +65,7 @@ def configure_tracing(environ: Mapping[str, str] | None = None) -> bool:
     if "otlp" in names and protocol not in (None, "", "http/protobuf"):
         raise ImproperlyConfigured(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol}: only http/protobuf is installed")
 
+    # Imported here, not at the top: a process that records nothing never loads the SDK.
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
