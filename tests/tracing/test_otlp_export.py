@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import requests
 
 from common.ids import new_object_id
-from common.tests.tracing_support import new_traceparent, parse_traceparent
+from common.tests.tracing_support import new_traceparent, parse_traceparent, publish_traced
 from devtools.otlp_sink import OtlpSink, ReceivedSpan
 from messaging.tests.harness import ticket_payload, wait_until
 from orders.models import Order
@@ -29,11 +27,6 @@ def processes(tmp_path):
     registry = Processes(tmp_path)
     yield registry
     registry.close()
-
-
-def publish_as_peer(jetstream, subject: str, payload: dict, traceparent: str) -> None:
-    headers = {"Nats-Msg-Id": new_object_id(), "traceparent": traceparent}
-    jetstream.call(jetstream.js.publish(subject, json.dumps(payload).encode(), headers=headers, timeout=5))
 
 
 def last_message(jetstream, subject: str):
@@ -65,7 +58,7 @@ def test_one_trace_holds_the_request_the_outbox_write_the_publish_and_the_consum
     # The tickets service announces a ticket, in a trace of its own.
     ticket_id = new_object_id()
     tickets_traceparent, tickets_trace, tickets_span = new_traceparent()
-    publish_as_peer(jetstream, "ticket:created", ticket_payload(ticket_id), tickets_traceparent)
+    publish_traced(jetstream, "ticket:created", ticket_payload(ticket_id), tickets_traceparent)
     wait_until(lambda: Ticket.objects.filter(id=ticket_id).exists(), timeout=30, message="the replica")
 
     # The browser (through an instrumented ingress) reserves it.
@@ -86,7 +79,7 @@ def test_one_trace_holds_the_request_the_outbox_write_the_publish_and_the_consum
     # The expiration service, continuing the order's trace, says its time is up.
     expiration_span = new_traceparent()[2]
     expiration_traceparent = f"00-{trace_id}-{expiration_span}-01"
-    publish_as_peer(jetstream, "expiration:complete", {"orderId": order_id}, expiration_traceparent)
+    publish_traced(jetstream, "expiration:complete", {"orderId": order_id}, expiration_traceparent)
     cancelled = wait_until(lambda: last_message(jetstream, "order:cancelled"), timeout=30, message="order:cancelled")
     assert parse_traceparent(cancelled.headers["traceparent"])[0] == trace_id
     assert Order.objects.get(id=order_id).status == "cancelled"
