@@ -20,6 +20,10 @@ from pathlib import Path
 from bench import report
 from bench.harness import REPO, Database, Figure, Run, log, temp_workdir
 from bench.scenarios import SCENARIOS, SERVER_SCENARIOS, versus_baseline
+from bench.tracing import AB_SCENARIOS
+
+# The A/B scenarios compare two checkouts and run only when named in --only.
+ALL_SCENARIOS = {**SCENARIOS, **AB_SCENARIOS}
 
 NOTES = "benchmarks-notes.md"
 BASELINE_LABEL = " [baseline server]"
@@ -29,7 +33,11 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: every scenario in seconds")
     parser.add_argument("--db", help="sqlite, postgres or sqlite,postgres (the default; --quick: sqlite)")
-    parser.add_argument("--only", default=",".join(SCENARIOS), help=f"scenarios, of {', '.join(SCENARIOS)}")
+    parser.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"scenarios, of {', '.join(SCENARIOS)} (the default), and {', '.join(AB_SCENARIOS)}",
+    )
     parser.add_argument(
         "--postgres-url",
         default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
@@ -46,13 +54,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="the Markdown page (default docs/benchmarks.md for this checkout)")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, SQLite files)")
+    parser.add_argument(
+        "--ab-baseline",
+        default="bd24c03",
+        help="what the A/B scenarios (tracing) compare --code with: a checkout's folder or a git revision "
+        "(default bd24c03, the last revision without tracing)",
+    )
     args = parser.parse_args()
     args.code = args.code.resolve()
     args.db = args.db or ("sqlite" if args.quick else "sqlite,postgres")
     if args.out is None and args.code == REPO:
         args.out = REPO / "docs" / "benchmarks.md"
     for name in args.only.split(","):
-        if name not in SCENARIOS:
+        if name not in ALL_SCENARIOS:
             parser.error(f"unknown scenario {name!r}")
     return args
 
@@ -124,7 +138,7 @@ def main() -> int:
     failures: list[str] = []
     started = time.monotonic()
     with temp_workdir(keep=args.keep) as workdir, baseline_checkout(args.baseline, workdir) as baseline_code:
-        run = Run(code=args.code, workdir=workdir, quick=args.quick)
+        run = Run(code=args.code, workdir=workdir, quick=args.quick, baseline=args.ab_baseline)
         baseline = None
         if baseline_code is not None:
             baseline = Run(code=baseline_code, workdir=workdir, quick=args.quick, label=BASELINE_LABEL)
@@ -142,7 +156,7 @@ def main() -> int:
                     for this in runs:
                         began = time.monotonic()
                         try:
-                            results.append(SCENARIOS[name](this, db))
+                            results.append(ALL_SCENARIOS[name](this, db))
                             figures += results[-1]
                         except Exception as exc:
                             traceback.print_exc()

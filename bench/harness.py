@@ -306,11 +306,12 @@ class Database:
 class Run:
     """The code under test, the temp folder, and the processes and databases of one benchmark run."""
 
-    def __init__(self, *, code: Path, workdir: Path, quick: bool, label: str = "") -> None:
+    def __init__(self, *, code: Path, workdir: Path, quick: bool, label: str = "", baseline: str = "") -> None:
         self.code = code
         self.label = label  # "" for the code under test; a baseline checkout's name otherwise
         self.workdir = workdir
         self.quick = quick
+        self.baseline = baseline  # what the A/B scenarios compare `code` with: a checkout or a git revision
         self.children: list[Child] = []
 
     def env(self, database_url: str, nats_url: str = "nats://127.0.0.1:9", **extra: str) -> dict[str, str]:
@@ -442,10 +443,12 @@ def wrk(
     connections: int = 32,
     cpu_of: int | None = None,
     until: Callable[[], bool] | None = None,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run wrk with bench/wrk/bench.lua; its JSON summary, plus `cpu_s` of the `cpu_of` process tree.
 
     wrk runs for `seconds`, or until `until()` holds (then SIGINT, on which wrk stops and reports).
+    `env` adds to wrk's environment (BENCH_TRACEPARENT: a traceparent header on every request).
     """
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (apt-get install -y wrk)")
@@ -465,7 +468,9 @@ def wrk(
         *args[1:],
     ]
     before = process_tree_cpu(cpu_of) if cpu_of else 0.0
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env} if env else None
+    )
     deadline = time.monotonic() + seconds + 120
     while until is not None and process.poll() is None and time.monotonic() < deadline:
         if until():

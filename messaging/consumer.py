@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from nats.js import JetStreamContext
 
+from core import tracing
 from core.backoff import backoff_seconds, sleep_unless_set
 from core.transactions import atomic
 from messaging.events import Event, InvalidEvent
@@ -76,7 +77,7 @@ async def process_batch(listener: Listener, messages: list, *, stop: asyncio.Eve
     waited_long = [d for _, _, _, d in good if d.delivered > settings.EVENT_MAX_DELIVERIES]
 
     def apply_together() -> list[str]:
-        with atomic():
+        with tracing.consume_batch(listener.subject.value, [msg.headers for _, msg, _, _ in good]), atomic():
             results = listener.handle_batch(events)
         for delivery in waited_long:  # shown to an operator while it could not apply: cleared now
             resolve_failure(stream=delivery.stream, sequence=delivery.sequence)

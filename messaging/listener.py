@@ -14,6 +14,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from core import tracing
 from core.transactions import atomic
 from messaging.events import EVENT_TYPES, Event, InvalidEvent, Subject, decode_json
 from messaging.models import FailedEvent
@@ -219,7 +220,8 @@ async def apply_message(listener: Listener, msg, event: Event, delivery: Deliver
 
     def apply() -> str:
         # One transaction for the whole handler: a failure halfway leaves nothing to redeliver onto.
-        with atomic():
+        # The message's trace context is current inside it, so the events it causes carry its trace id.
+        with tracing.consume(delivery.subject, msg.headers), atomic():
             result = listener.handle(event)
         if delivery.delivered > settings.EVENT_MAX_DELIVERIES:
             resolve_failure(stream=delivery.stream, sequence=delivery.sequence)

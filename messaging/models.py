@@ -16,6 +16,9 @@ class OutboxEvent(models.Model):
     payload = models.JSONField()
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # The W3C trace context (`traceparent`, `tracestate`) of the transaction that wrote the row: the
+    # relay sends it as NATS headers, so the event joins the trace of the request or event that caused it.
+    trace_context = models.JSONField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["created_at", "id"]

@@ -9,6 +9,8 @@ from django.db import connection
 from django.db.models import Q
 from django.utils import timezone
 
+from core import tracing
+from core.ids import new_object_id
 from core.transactions import atomic, in_transaction
 from messaging.events import Event
 from messaging.models import OutboxEvent
@@ -20,7 +22,11 @@ def outbox_enqueue(*, event: Event) -> OutboxEvent:
         raise RuntimeError("outbox_enqueue must run inside the transaction of the change it reports")
     # Round-trip through the schema: what we publish is checked like what we consume.
     payload = type(event).from_payload(event.to_payload()).to_payload()
-    return OutboxEvent.objects.create(subject=event.subject.value, payload=payload)
+    row_id = new_object_id()
+    with tracing.outbox_write(event.subject.value, row_id) as trace_context:
+        return OutboxEvent.objects.create(
+            id=row_id, subject=event.subject.value, payload=payload, trace_context=trace_context
+        )
 
 
 def outbox_pending(*, limit: int = 100, exclude: Collection[str] = ()) -> list[OutboxEvent]:

@@ -20,6 +20,7 @@ from django.db import close_old_connections, connection, connections
 from django.utils import timezone
 from nats.js import JetStreamContext
 
+from core import tracing
 from core.backoff import backoff_seconds, sleep_unless_set
 from messaging.events import encode_json
 from messaging.listener import run_db
@@ -99,9 +100,14 @@ async def publish_batch(
             for index, row in enumerate(chain):
                 sent = time.perf_counter()
                 try:
-                    await js.publish(
-                        row.subject, encode_json(row.payload), headers={"Nats-Msg-Id": row.id}, timeout=ack_timeout
-                    )
+                    # The row's trace context goes beside Nats-Msg-Id (traceparent, tracestate if any).
+                    with tracing.relay_send(row.subject, row.id, row.trace_context) as trace_headers:
+                        await js.publish(
+                            row.subject,
+                            encode_json(row.payload),
+                            headers={"Nats-Msg-Id": row.id, **trace_headers},
+                            timeout=ack_timeout,
+                        )
                 except Exception as exc:
                     result.failed.append((row.id, exc))
                     result.not_sent += len(chain) - index - 1

@@ -346,6 +346,9 @@ DATABASES["default"]["ENGINE"] = _PROMETHEUS_DB_ENGINES.get(
     DATABASES["default"]["ENGINE"], DATABASES["default"]["ENGINE"]
 )
 DJANGO_GUID = {"GUID_HEADER_NAME": "X-Request-ID", "VALIDATE_GUID": True, "EXPOSE_HEADER": False}
+# Traces (core/tracing.py, README "Tracing"): first, so the request's span covers every other
+# middleware. The SDK and its exporter are configured from the standard OTEL_* variables at start.
+MIDDLEWARE.insert(0, "core.tracing.TracingMiddleware")
 
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")
 if LOG_FORMAT not in ("plain", "json"):

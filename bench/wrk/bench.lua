@@ -32,10 +32,13 @@ end
 -- Per-thread state (each thread has its own Lua state).
 c2xx, c201, c400, c_reserved, c5xx, c503, c_other, first, last201, exhausted = 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
 local mode, posts, pos, pool, buyer, current, done_file
+-- BENCH_TRACEPARENT in the environment: every request carries it, as behind an instrumented ingress.
+local traceparent = os.getenv("BENCH_TRACEPARENT")
 
 function init(args)
    mode = args[1]
    local nthreads = tonumber(args[2])
+   if traceparent then wrk.headers["traceparent"] = traceparent end
    if mode == "get" then
       if args[3] then wrk.headers["Cookie"] = args[3] end
    elseif mode == "post" then
@@ -65,7 +68,8 @@ function request()
          pos = pos + 1
       end
       local ticket, cookie = line:match("([^\t]+)\t(.+)")
-      return wrk.format(nil, "/api/orders", { ["Cookie"] = cookie, ["Content-Type"] = "application/json" },
+      return wrk.format(nil, "/api/orders",
+         { ["Cookie"] = cookie, ["Content-Type"] = "application/json", ["traceparent"] = traceparent },
          '{"ticketId":"' .. ticket .. '"}')
    elseif mode == "flash" then
       if #pool == 0 then

@@ -49,8 +49,14 @@ class Command(BaseCommand):
                         continue
                     if msg.subject in subjects:
                         msg_id = (msg.headers or {}).get("Nats-Msg-Id", "-")
+                        # The trace context only when the event carries one: one trace id from request to stream.
+                        traced = "".join(
+                            f" {name}={value}"
+                            for name, value in (msg.headers or {}).items()
+                            if name in ("traceparent", "tracestate")
+                        )
                         found.append(
-                            f"{stream} #{seq} {msg.subject} msg-id={msg_id} {msg.data.decode(errors='replace')}"
+                            f"{stream} #{seq} {msg.subject} msg-id={msg_id}{traced} {msg.data.decode(errors='replace')}"
                         )
                     seq -= 1
                 lines.extend(reversed(found))
