@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from common.ids import new_object_id
 from messaging.events import InvalidEvent, Subject, encode_json, parse_event
-from messaging.jetstream import connect, ensure_streams
+from messaging.jetstream import connect, ensure_streams, jetstream
 
 
 class Command(BaseCommand):
@@ -41,8 +42,10 @@ class Command(BaseCommand):
         except Exception as exc:
             raise CommandError(f"cannot reach NATS: {exc}") from exc
         try:
-            js = client.jetstream()
+            js = jetstream(client)
             await ensure_streams(js)
-            return await js.publish(subject, data, headers={"Nats-Msg-Id": msg_id}, timeout=5)
+            return await js.publish(
+                subject, data, headers={"Nats-Msg-Id": msg_id}, timeout=settings.NATS_PUBLISH_TIMEOUT_SECONDS
+            )
         finally:
             await client.close()
