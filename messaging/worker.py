@@ -15,6 +15,7 @@ from django.db import connections
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from nats.js import JetStreamContext
+from nats.js.errors import APIError
 
 from messaging.consumer import consume_loop
 from messaging.jetstream import connect, durable_name, ensure_streams, jetstream
@@ -89,12 +90,15 @@ async def observe_loop(js: JetStreamContext, streams: dict, listeners: list[List
                     info = await js.consumer_info(streams[listener.subject], durable_name(listener.subject))
                     metrics.consumer_pending.labels(subject=listener.subject.value).set(info.num_pending or 0)
                     metrics.consumer_ack_pending.labels(subject=listener.subject.value).set(info.num_ack_pending or 0)
+            except APIError:
+                HEALTH.working("nats")  # the server answered (a consumer not made yet): the link works
+                raise
             except Exception as exc:
                 # A request every few seconds even when idle: a link that went silent shows in /healthz
                 # before nats-py's pings declare it dead.
                 HEALTH.failing("nats", exc)
-            else:
-                HEALTH.working("nats")
+                raise
+            HEALTH.working("nats")
             backlog, oldest_age, failed_open = await run_db(_database_gauges)
             metrics.outbox_backlog.set(backlog)
             metrics.outbox_oldest_age.set(oldest_age)

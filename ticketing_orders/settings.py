@@ -200,7 +200,7 @@ else:
             "keepalives_idle": envint("DB_KEEPALIVES_IDLE_SECONDS", 3),
             "keepalives_interval": envint("DB_KEEPALIVES_INTERVAL_SECONDS", 1),
             "keepalives_count": envint("DB_KEEPALIVES_COUNT", 3),
-            "tcp_user_timeout": envint("DB_TCP_USER_TIMEOUT_MS", 6000),
+            "tcp_user_timeout": envint("DB_TCP_USER_TIMEOUT_MS", 5000),
             **DATABASES["default"].get("OPTIONS", {}),
         }
 

@@ -1,10 +1,11 @@
-"""Fixtures of the fault tests: the scale, a finalizer that stops every process, a PostgreSQL of our own."""
+"""Fixtures of the fault tests: the scale, a finalizer that stops every process, a PostgreSQL of our own,
+a network namespace to blackhole."""
 
 from __future__ import annotations
 
 import pytest
 
-from .support import PG_BIN, PostgresServer, Processes, Scale, current_scale
+from .support import PG_BIN, Netns, PostgresServer, Processes, Scale, current_scale, netns_unavailable
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +27,33 @@ def postgres_server():
     if not (PG_BIN / "initdb").exists():
         pytest.skip(f"PostgreSQL server binaries not found in {PG_BIN}")
     server = PostgresServer()
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def netns():
+    """A network namespace joined to ours by a veth pair; deleted (rules, pair and all) at the end, pass or fail."""
+    if reason := netns_unavailable():
+        pytest.skip(f"blackhole tests skipped: {reason}")
+    namespace = Netns()
+    try:
+        namespace.create()
+        yield namespace
+    finally:
+        namespace.destroy()
+
+
+@pytest.fixture
+def dark_postgres(netns):
+    """A PostgreSQL 15 of the test's own inside `netns`, reached over the veth pair (the socket is the test's)."""
+    if not (PG_BIN / "initdb").exists():
+        pytest.skip(f"PostgreSQL server binaries not found in {PG_BIN}")
+    server = PostgresServer(host=netns.ip, prefix=netns.prefix)
     try:
         server.init()
         server.start()
