@@ -226,6 +226,10 @@ class PostgresServer:
         self._run(
             str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"
         )
+        if self.host != "127.0.0.1":
+            # initdb trusts loopback only; `samenet` is the namespace's own /30, the veth pair's other end.
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.write("host all all samenet trust\n")
         return self
 
     def start(self) -> None:
