@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
@@ -58,3 +58,18 @@ def use_database_role(role: str, using: str = DEFAULT_DB_ALIAS) -> None:
     options = connection.settings_dict.setdefault("OPTIONS", {})
     options["options"] = session_options(settings.DATABASE_ROLES[role], settings.DATABASE_URL_OPTIONS)
     connection.close()
+
+
+@contextmanager
+def database_role(role: str, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """`use_database_role` for a block, then the options before it again: `migrate` called from a process
+    of another role (the test runner creating its database) leaves that process's timeouts as they were."""
+    options = connections[using].settings_dict.get("OPTIONS", {})
+    before = options.get("options")
+    use_database_role(role, using)
+    try:
+        yield
+    finally:
+        if connections[using].vendor == "postgresql":
+            options["options"] = before
+            connections[using].close()

@@ -69,6 +69,11 @@ def worker_problem(answers: list[Answer], name: str, start: float, end: float) -
 
 def assert_exactly_once(bus: Bus, db_url: str, creates: list[Answer]) -> tuple[int, int]:
     """Every 201 is one order, one outbox row and one message on the stream; (orders, messages)."""
+    wait_until(
+        lambda: count(db_url, "SELECT count(*) FROM messaging_outboxevent WHERE sent_at IS NULL") == 0,
+        timeout=60,
+        message="the whole outbox to be relayed",
+    )
     created_ids = [a.body["id"] for a in creates if a.status == 201]
     orders = count(db_url, "SELECT count(*) FROM orders_order")
     on_stream = bus.messages(STREAM, "order:created")
@@ -144,7 +149,11 @@ def test_a_dark_database_is_503_within_seconds_and_loses_nothing(
             since=back_at,
         )
         created_at_return = traffic.created()
-        wait_until(lambda: traffic.created() >= created_at_return + 50, timeout=60, message="creates after the return")
+        wait_until(
+            lambda: traffic.created() >= created_at_return + 50 and time.monotonic() > back_at + 20,
+            timeout=90,
+            message="creates after the return",
+        )
         worker_clear = seconds_until(
             lambda: not worker_lists(worker.metrics_port, "database"),
             timeout=60,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from django.core.management.commands.migrate import Command as DjangoMigrateCommand
 
-from common.db import use_database_role
+from common.db import database_role
 
 
 class Command(DjangoMigrateCommand):
     def handle(self, *args, **options):
         # A migration may rewrite a whole table: the API's statement_timeout must not cut it short.
-        use_database_role("migrate", options["database"])
-        return super().handle(*args, **options)
+        with database_role("migrate", options["database"]):
+            return super().handle(*args, **options)
