@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import SimpleNamespace
 from wsgiref.simple_server import make_server
 
@@ -98,7 +98,15 @@ class WorkerHealth:
     `problems` at once, while the answer stays 200 (`degraded`): a restart would not bring a link back.
     """
 
-    def __init__(self, *, stall_seconds: float, nats_down_seconds: float, database_down_seconds: float = 120) -> None:
+    def __init__(
+        self,
+        *,
+        stall_seconds: float,
+        nats_down_seconds: float,
+        database_down_seconds: float = 120,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clock = clock
         self.stall_seconds = stall_seconds
         self.nats_down_seconds = nats_down_seconds
         self.database_down_seconds = database_down_seconds
@@ -111,12 +119,12 @@ class WorkerHealth:
 
     def expect(self, loops: Iterable[str]) -> None:
         """Register the loops that must beat (each counts as just started)."""
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             self._beats.update(dict.fromkeys(loops, now))
 
     def beat(self, loop: str) -> None:
-        self._beats[loop] = time.monotonic()
+        self._beats[loop] = self.clock()
 
     def watch(self, client) -> None:
         self._client = client
@@ -124,7 +132,7 @@ class WorkerHealth:
     def failing(self, dependency: str, exc: BaseException) -> None:
         """A call to `dependency` failed (timed out, refused, dropped); it counts as down until `working`."""
         reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else 'no detail'}"
-        since = self._failing.get(dependency, (time.monotonic(), ""))[0]
+        since = self._failing.get(dependency, (self.clock(), ""))[0]
         self._failing[dependency] = (since, reason[:200])
 
     def working(self, dependency: str) -> None:
@@ -134,7 +142,7 @@ class WorkerHealth:
 
     def check(self) -> tuple[bool, dict]:
         """(healthy, problems): problems lists every loop, link or dependency in trouble now."""
-        now = time.monotonic()
+        now = self.clock()
         problems: dict[str, str] = {}
         healthy = True
         with self._lock:

@@ -157,9 +157,9 @@ class Worker:
         executor = ThreadPoolExecutor(1, thread_name_prefix=f"db-{name}")
         self._database_threads.append(executor)
 
-        async def run() -> None:
+        async def run() -> object:
             DB_EXECUTOR.set(executor)  # this task's context only
-            await loop
+            return await loop
 
         return asyncio.create_task(run(), name=name)
 
