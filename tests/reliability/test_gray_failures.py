@@ -148,17 +148,17 @@ def test_a_dark_database_is_503_within_seconds_and_loses_nothing(
             message="the updates held during the dark",
             since=back_at,
         )
-        created_at_return = traffic.created()
-        wait_until(
-            lambda: traffic.created() >= created_at_return + 50 and time.monotonic() > back_at + 20,
-            timeout=90,
-            message="creates after the return",
-        )
         worker_clear = seconds_until(
             lambda: not worker_lists(worker.metrics_port, "database"),
             timeout=60,
             message="the worker's /healthz to clear",
             since=back_at,
+        )
+        created_at_return = traffic.created()
+        wait_until(
+            lambda: traffic.created() >= created_at_return + 50 and time.monotonic() > back_at + 20,
+            timeout=90,
+            message="creates after the return",
         )
     assert traffic.errors == []
 
