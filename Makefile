@@ -16,7 +16,7 @@ export GUNICORN_BIND ?= 127.0.0.1:$(PORT)
 # The worker's /metrics and /healthz (port 9102), on the loopback interface too.
 export WORKER_METRICS_HOST ?= 127.0.0.1
 
-.PHONY: run test lint setup clean bench browser
+.PHONY: run test lint setup clean bench browser netfilter
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -46,8 +46,18 @@ browser:
 	     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)) ; \
 	  else echo "the browser tests need Chromium at $(CHROMIUM_PATH): apt-get install chromium (or set CHROMIUM_PATH)" >&2; exit 1; fi; }
 
+# The blackhole tests (tests/reliability/test_gray_failures.py) make network namespaces (iproute2's `ip`)
+# and drop packets in them with iptables: install iptables when it is missing and we may (root, as in
+# CI); otherwise those tests skip and say why.
+netfilter:
+	@{ command -v iptables && command -v ip; } >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables iproute2 >/dev/null 2>&1 || \
+	     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables iproute2 >/dev/null)) ; \
+	  else echo "the blackhole tests need iptables (apt-get install iptables); they will be skipped" >&2; fi; }
+
 ## test: lint, then the whole suite (SQLite, or the database DATABASE_URL names)
-test: setup browser
+test: setup browser netfilter
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
