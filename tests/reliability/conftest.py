@@ -3,6 +3,8 @@ a network namespace to blackhole."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import pytest
 
 from .support import PG_BIN, Netns, PostgresServer, Processes, Scale, current_scale, netns_unavailable
@@ -24,9 +26,13 @@ def processes(tmp_path):
 @pytest.fixture
 def postgres_server():
     """A PostgreSQL 15 cluster of the test's own (Debian's binaries), destroyed with its files at the end."""
+    yield from running_postgres(PostgresServer)
+
+
+def running_postgres(make: Callable[[], PostgresServer]) -> Iterator[PostgresServer]:
     if not (PG_BIN / "initdb").exists():
         pytest.skip(f"PostgreSQL server binaries not found in {PG_BIN}")
-    server = PostgresServer()
+    server = make()
     try:
         server.init()
         server.start()
@@ -51,12 +57,4 @@ def netns():
 @pytest.fixture
 def dark_postgres(netns):
     """A PostgreSQL 15 of the test's own inside `netns`, reached over the veth pair (the socket is the test's)."""
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip(f"PostgreSQL server binaries not found in {PG_BIN}")
-    server = PostgresServer(host=netns.ip, prefix=netns.prefix)
-    try:
-        server.init()
-        server.start()
-        yield server
-    finally:
-        server.destroy()
+    yield from running_postgres(lambda: PostgresServer(host=netns.ip, prefix=netns.prefix))

@@ -54,6 +54,27 @@ def seconds_until(check, *, timeout: float, message: str, since: float) -> float
     return time.monotonic() - since
 
 
+def announce_tickets(bus: Bus, db_url: str) -> list[str]:
+    """TICKETS new tickets on the stream, waited for until all are in the replica."""
+    tickets = [new_object_id() for _ in range(TICKETS)]
+    bus.publish_all([("ticket:created", ticket_payload(t, 0, title="v0"), new_object_id()) for t in tickets])
+    wait_until(
+        lambda: count(db_url, "SELECT count(*) FROM tickets_replica_ticket") == TICKETS,
+        timeout=120,
+        message="the tickets in the replica",
+    )
+    return tickets
+
+
+def publish_updates(bus: Bus, tickets: list[str]) -> None:
+    bus.publish_all([("ticket:updated", ticket_payload(t, 1, title="v1", price=1), new_object_id()) for t in tickets])
+
+
+def all_updates_applied(db_url: str) -> bool:
+    sql = "SELECT count(*) FROM tickets_replica_ticket WHERE version = 1 AND title = 'v1'"
+    return count(db_url, sql) == UPDATED_DURING_OUTAGE
+
+
 def worker_lists(port: int, problem: str) -> bool:
     answer = timed_get(f"http://127.0.0.1:{port}/healthz", timeout=5)
     return isinstance(answer.body, dict) and problem in answer.body.get("problems", {})
@@ -101,13 +122,7 @@ def test_a_dark_database_is_503_within_seconds_and_loses_nothing(
     bus = Bus(nats_server.url)
     processes.cleanups.append(bus.close)
 
-    tickets = [new_object_id() for _ in range(TICKETS)]
-    bus.publish_all([("ticket:created", ticket_payload(t, 0, title="v0"), new_object_id()) for t in tickets])
-    wait_until(
-        lambda: count(socket_url, "SELECT count(*) FROM tickets_replica_ticket") == TICKETS,
-        timeout=120,
-        message="the tickets in the replica",
-    )
+    tickets = announce_tickets(bus, socket_url)
     updated = tickets[-UPDATED_DURING_OUTAGE:]  # the creators take tickets from the front
 
     with GrayTraffic(api, tickets[:-UPDATED_DURING_OUTAGE], worker_port=worker.metrics_port) as traffic:
@@ -115,9 +130,7 @@ def test_a_dark_database_is_503_within_seconds_and_loses_nothing(
         netns.blackhole(dark_postgres.port)
         dark_at = time.monotonic()
         # Ticket events keep coming: the worker must hold them through the dark, not drop or park them.
-        bus.publish_all(
-            [("ticket:updated", ticket_payload(t, 1, title="v1", price=1), new_object_id()) for t in updated]
-        )
+        publish_updates(bus, updated)
         if restart:
             time.sleep(max(0.0, dark_seconds / 2 - (time.monotonic() - dark_at)))
             dark_postgres.stop("immediate")
@@ -140,13 +153,7 @@ def test_a_dark_database_is_503_within_seconds_and_loses_nothing(
             since=back_at,
         )
         updates_applied = seconds_until(
-            lambda: (
-                count(socket_url, "SELECT count(*) FROM tickets_replica_ticket WHERE version = 1 AND title = 'v1'")
-                == UPDATED_DURING_OUTAGE
-            ),
-            timeout=120,
-            message="the updates held during the dark",
-            since=back_at,
+            lambda: all_updates_applied(socket_url), timeout=120, message="the updates held", since=back_at
         )
         worker_clear = seconds_until(
             lambda: not worker_lists(worker.metrics_port, "database"),
@@ -244,13 +251,7 @@ def test_the_workers_nats_node_dark_in_a_cluster_moves_it_to_another_and_loses_n
     processes.cleanups.append(bus.close)
     assert bus.stream_info(STREAM).config.num_replicas == 3
 
-    tickets = [new_object_id() for _ in range(TICKETS)]
-    bus.publish_all([("ticket:created", ticket_payload(t, 0, title="v0"), new_object_id()) for t in tickets])
-    wait_until(
-        lambda: count(db_url, "SELECT count(*) FROM tickets_replica_ticket") == TICKETS,
-        timeout=120,
-        message="the tickets in the replica",
-    )
+    tickets = announce_tickets(bus, db_url)
     updated = tickets[-UPDATED_DURING_OUTAGE:]
 
     with GrayTraffic(api, tickets[:-UPDATED_DURING_OUTAGE], worker_port=worker.metrics_port) as traffic:
@@ -258,9 +259,7 @@ def test_the_workers_nats_node_dark_in_a_cluster_moves_it_to_another_and_loses_n
         netns.blackhole(cluster.client_ports[dark])
         dark_at = time.monotonic()
         (database_then,) = query(db_url, "SELECT now()")[0]
-        bus.publish_all(
-            [("ticket:updated", ticket_payload(t, 1, title="v1", price=1), new_object_id()) for t in updated]
-        )
+        publish_updates(bus, updated)
         # Events flow again: an order created after the blackhole reaches the stream (only this worker relays).
         flowing = seconds_until(
             lambda: (
@@ -277,13 +276,7 @@ def test_the_workers_nats_node_dark_in_a_cluster_moves_it_to_another_and_loses_n
         )
         moved_to = connected_node(worker.log(), cluster)
         updates_applied = seconds_until(
-            lambda: (
-                count(db_url, "SELECT count(*) FROM tickets_replica_ticket WHERE version = 1 AND title = 'v1'")
-                == UPDATED_DURING_OUTAGE
-            ),
-            timeout=120,
-            message="the updates published in the dark",
-            since=dark_at,
+            lambda: all_updates_applied(db_url), timeout=120, message="the updates", since=dark_at
         )
         time.sleep(max(0.0, dark_seconds - (time.monotonic() - dark_at)))
         netns.restore(cluster.client_ports[dark])
