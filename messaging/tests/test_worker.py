@@ -10,6 +10,7 @@ from django.db import OperationalError
 
 from messaging.listener import run_db
 from messaging.observability import HEALTH
+from messaging.tests.harness import run_async
 from messaging.worker import Worker
 from tickets_replica.models import Ticket
 
@@ -47,7 +48,7 @@ def test_one_loop_stuck_in_a_database_call_does_not_hold_up_another():
             await worker._close_database_threads()
         return counted, names
 
-    counted, names = asyncio.run(main())
+    counted, names = run_async(main())
     assert counted == 0
     assert len(names) == 1 and next(iter(names)).startswith("db-other")
 
@@ -64,4 +65,4 @@ def test_a_database_call_that_fails_is_listed_in_healthz_until_one_succeeds():
         await run_db(Ticket.objects.count)
         assert "database" not in HEALTH.check()[1]
 
-    asyncio.run(main())
+    run_async(main())
