@@ -192,7 +192,7 @@ else:
         # link that drops packets without a word: a connect gives up after connect_timeout; data sent and
         # never acknowledged closes the connection after tcp_user_timeout; an idle wait for an answer is
         # probed by keepalives. A healthy server acknowledges both however long its query runs, so none
-        # of them cuts a slow answer short. Server side, per role (common.db.DATABASE_ROLES): how long a
+        # of them cuts a slow answer short. Server side, per role (DATABASE_ROLES below): how long a
         # statement may run, wait for a lock, or sit idle inside a transaction.
         DATABASES["default"]["OPTIONS"] = {
             "connect_timeout": envint("DB_CONNECT_TIMEOUT_SECONDS", 3),  # libpq: whole seconds, at least 2

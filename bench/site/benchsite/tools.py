@@ -276,6 +276,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ticketing_orders.settings")
     django.setup()
+    from common.db import use_database_role
+
+    # Bulk loading (a million rows by COPY, ANALYZE), not requests: the API's statement_timeout must not apply.
+    use_database_role("migrate")
     handler = {
         "tickets": cmd_tickets,
         "orders": cmd_orders,
