@@ -17,7 +17,7 @@ export GRANIAN_PORT ?= $(PORT)
 # The worker's /metrics and /healthz (port 9102), on the loopback interface too.
 export WORKER_METRICS_HOST ?= 127.0.0.1
 
-.PHONY: run test lint setup clean bench browser lock lock-check
+.PHONY: run test lint setup clean bench browser netfilter lock lock-check
 
 # The venv is installed from the dev lock. In hash-checking mode pip refuses any file, a dependency's
 # included, that the lock does not name with its hash; without --no-deps it also checks that every
@@ -79,8 +79,18 @@ $(CONTRACT)/node_modules/.installed: $(CONTRACT)/package-lock.json
 	timeout 300 npm ci --prefix $(CONTRACT) --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
+# The blackhole tests (tests/reliability/test_gray_failures.py) make network namespaces (iproute2's `ip`)
+# and drop packets in them with iptables: install iptables when it is missing and we may (root, as in
+# CI); otherwise those tests skip and say why.
+netfilter:
+	@{ command -v iptables && command -v ip; } >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables iproute2 >/dev/null 2>&1 || \
+	     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables iproute2 >/dev/null)) ; \
+	  else echo "the blackhole tests need iptables (apt-get install iptables); they will be skipped" >&2; fi; }
+
 ## test: lint (ruff, and import-linter's layer contracts in pyproject.toml), then the whole suite (SQLite, or the database DATABASE_URL names)
-test: setup browser prometheus $(CONTRACT)/node_modules/.installed
+test: setup browser netfilter prometheus $(CONTRACT)/node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
@@ -37,3 +37,42 @@ def in_transaction(using: str = DEFAULT_DB_ALIAS) -> bool:
 def on_commit(func: Callable[[], None], using: str = DEFAULT_DB_ALIAS) -> None:
     """Run `func` once the current transaction commits (at once outside one), on either kind."""
     connections[using].on_commit(func)
+
+
+def session_options(timeouts: dict[str, int], options: str = "") -> str:
+    """libpq's `options` setting the server-side `timeouts` (ms) for the session; `options` given keeps its
+    own settings, which come last and so win (PostgreSQL applies repeated `-c` in order)."""
+    ours = " ".join(f"-c {name}={int(value)}" for name, value in timeouts.items())
+    return f"{ours} {options}".strip()
+
+
+def use_database_role(role: str, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Give the connections this process opens from now on the server-side timeouts of `role`
+    (settings.DATABASE_ROLES): a command calls it first, before its first query.
+
+    The options travel in the connection's start-up packet, so they cost no round trip per request.
+    A connection already open is closed so the next one carries them. No-op off PostgreSQL.
+    """
+    from django.conf import settings
+
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        return
+    options = connection.settings_dict.setdefault("OPTIONS", {})
+    options["options"] = session_options(settings.DATABASE_ROLES[role], settings.DATABASE_URL_OPTIONS)
+    connection.close()
+
+
+@contextmanager
+def database_role(role: str, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """`use_database_role` for a block, then the options before it again: `migrate` called from a process
+    of another role (the test runner creating its database) leaves that process's timeouts as they were."""
+    options = connections[using].settings_dict.get("OPTIONS", {})
+    before = options.get("options")
+    use_database_role(role, using)
+    try:
+        yield
+    finally:
+        if connections[using].vendor == "postgresql":
+            options["options"] = before
+            connections[using].close()

@@ -85,7 +85,12 @@ async def connect(*, name: str, url: str | None = None, retry_forever: bool = Tr
                 # Two tries per server for this first connection; lifted below once connected.
                 max_reconnect_attempts=1,
                 reconnect_time_wait=0.2,
-                connect_timeout=2,
+                # Bounded waits (settings, "Bounded waits on NATS"): a connect to a server that drops
+                # packets gives up, and a silent link is declared dead after a few missed pongs, so
+                # the client moves on to another server of the cluster within seconds.
+                connect_timeout=settings.NATS_CONNECT_TIMEOUT_SECONDS,
+                ping_interval=settings.NATS_PING_INTERVAL_SECONDS,
+                max_outstanding_pings=settings.NATS_MAX_OUTSTANDING_PINGS,
                 error_cb=on_error,
                 disconnected_cb=on_disconnected,
                 reconnected_cb=on_reconnected,
@@ -105,6 +110,7 @@ async def connect(*, name: str, url: str | None = None, retry_forever: bool = Tr
         connected = True
         client.options["max_reconnect_attempts"] = -1 if retry_forever else 3
         client.options["reconnect_time_wait"] = 1
+        logger.info("nats: connected to %s", client.connected_url.netloc if client.connected_url else "?")
         return client
     raise AssertionError("unreachable")
 
@@ -144,6 +150,12 @@ async def ensure_streams(js: JetStreamContext, *, stream_name: str | None = None
             logger.info("added %s to stream %s", ", ".join(wanted), stream_name)
         streams.update(dict.fromkeys(uncaptured, stream_name))
     return streams
+
+
+def jetstream(client: Client) -> JetStreamContext:
+    """The client's JetStream context, its API requests (stream and consumer info) bounded by
+    NATS_REQUEST_TIMEOUT_SECONDS."""
+    return client.jetstream(timeout=settings.NATS_REQUEST_TIMEOUT_SECONDS)
 
 
 def durable_name(subject: Subject) -> str:

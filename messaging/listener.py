@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import dataclasses
 import enum
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -18,7 +21,7 @@ from core import tracing
 from core.transactions import atomic
 from messaging.events import EVENT_TYPES, Event, InvalidEvent, Subject, decode_json
 from messaging.models import FailedEvent
-from messaging.observability import record_outcome
+from messaging.observability import HEALTH, record_outcome
 
 logger = logging.getLogger(__name__)
 
@@ -64,8 +67,14 @@ def registered_listeners() -> dict[Subject, Listener]:
     return {listener.subject: listener for listener in listeners}
 
 
+# The thread the current worker loop runs its ORM work on (messaging.worker gives each loop its own), so
+# a call that waits on a dead link holds up its own loop only; unset: asgiref's one thread-sensitive thread.
+DB_EXECUTOR: contextvars.ContextVar[Executor | None] = contextvars.ContextVar("db_executor", default=None)
+
+
 async def run_db(fn: Callable, /, *args, **kwargs):
-    """Run ORM work from asyncio on Django's thread, dropping connections that went stale meanwhile."""
+    """Run ORM work from asyncio on the loop's database thread, dropping connections that went stale
+    meanwhile; a database that cannot be reached is reported to the worker's /healthz."""
 
     def call():
         close_old_connections()
@@ -74,7 +83,17 @@ async def run_db(fn: Callable, /, *args, **kwargs):
         finally:
             close_old_connections()
 
-    return await sync_to_async(call, thread_sensitive=True)()
+    executor = DB_EXECUTOR.get()
+    try:
+        if executor is None:
+            result = await sync_to_async(call, thread_sensitive=True)()
+        else:
+            result = await asyncio.get_running_loop().run_in_executor(executor, call)
+    except (OperationalError, InterfaceError) as exc:
+        HEALTH.failing("database", exc)
+        raise
+    HEALTH.working("database")
+    return result
 
 
 def retry_delay(delivered: int) -> float:

@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import SimpleNamespace
 from wsgiref.simple_server import make_server
 
@@ -88,43 +88,72 @@ def record_expired(count: int) -> None:
 
 
 class WorkerHealth:
-    """Alive = every loop has beaten recently, and NATS is connected or has been away only briefly.
+    """Alive = every loop has beaten recently, and NATS and the database are reachable or have been away
+    only briefly.
 
     Each loop calls `beat(name)` once per pass (a fetch that times out is a pass); a loop stuck
     for `stall_seconds` (a deadlock, a hung database call) makes the worker unhealthy, and so
-    does NATS being unreachable for longer than `nats_down_seconds`, so Kubernetes restarts it.
+    does NATS being unreachable for longer than `nats_down_seconds`, or the database failing every call
+    for longer than `database_down_seconds`, so Kubernetes restarts it. A shorter outage is listed in
+    `problems` at once, while the answer stays 200 (`degraded`): a restart would not bring a link back.
     """
 
-    def __init__(self, *, stall_seconds: float, nats_down_seconds: float) -> None:
+    def __init__(
+        self,
+        *,
+        stall_seconds: float,
+        nats_down_seconds: float,
+        database_down_seconds: float = 120,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clock = clock
         self.stall_seconds = stall_seconds
         self.nats_down_seconds = nats_down_seconds
+        self.database_down_seconds = database_down_seconds
         self._beats: dict[str, float] = {}
         self._client = None
         self._away_since: float | None = None
+        # dependency ("database", "nats") -> (failing since, the last failure in words)
+        self._failing: dict[str, tuple[float, str]] = {}
         self._lock = threading.Lock()
 
     def expect(self, loops: Iterable[str]) -> None:
         """Register the loops that must beat (each counts as just started)."""
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             self._beats.update(dict.fromkeys(loops, now))
 
     def beat(self, loop: str) -> None:
-        self._beats[loop] = time.monotonic()
+        self._beats[loop] = self.clock()
 
     def watch(self, client) -> None:
         self._client = client
 
+    def failing(self, dependency: str, exc: BaseException) -> None:
+        """A call to `dependency` failed (timed out, refused, dropped); it counts as down until `working`."""
+        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else 'no detail'}"
+        since = self._failing.get(dependency, (self.clock(), ""))[0]
+        self._failing[dependency] = (since, reason[:200])
+
+    def working(self, dependency: str) -> None:
+        """A call to `dependency` succeeded. Cheap: this runs after every database call of the worker."""
+        if dependency in self._failing:
+            self._failing.pop(dependency, None)
+
     def check(self) -> tuple[bool, dict]:
-        now = time.monotonic()
+        """(healthy, problems): problems lists every loop, link or dependency in trouble now."""
+        now = self.clock()
         problems: dict[str, str] = {}
+        healthy = True
         with self._lock:
             beats = dict(self._beats)
         if not beats:
             problems["loops"] = "not started"
+            healthy = False
         for loop, last in beats.items():
             if now - last > self.stall_seconds:
                 problems[loop] = f"no progress for {now - last:.0f}s"
+                healthy = False
         client = self._client
         connected = client is not None and client.is_connected
         worker_metrics().nats_connected.set(1 if connected else 0)
@@ -133,11 +162,13 @@ class WorkerHealth:
         else:
             self._away_since = self._away_since or now
             away = now - self._away_since
-            if client is None and away > self.nats_down_seconds:
-                problems["nats"] = f"not connected after {away:.0f}s"
-            elif client is not None and away > self.nats_down_seconds:
-                problems["nats"] = f"reconnecting for {away:.0f}s"
-        return not problems, problems
+            problems["nats"] = f"{'not connected after' if client is None else 'reconnecting for'} {away:.0f}s"
+            healthy = healthy and away <= self.nats_down_seconds
+        limits = {"nats": self.nats_down_seconds, "database": self.database_down_seconds}
+        for dependency, (since, reason) in dict(self._failing).items():
+            problems.setdefault(dependency, f"{reason} (failing for {now - since:.0f}s)")
+            healthy = healthy and now - since <= limits.get(dependency, self.database_down_seconds)
+        return healthy, problems
 
 
 # The worker process's one health state: its loops beat it, /healthz reads it.
@@ -161,7 +192,8 @@ class MetricsServer:
             path = environ.get("PATH_INFO", "")
             if path == "/healthz":
                 healthy, problems = health.check()
-                body = json.dumps({"status": "ok" if healthy else "unavailable", "problems": problems}).encode()
+                status = "unavailable" if not healthy else ("degraded" if problems else "ok")
+                body = json.dumps({"status": status, "problems": problems}).encode()
                 start_response(
                     "200 OK" if healthy else "503 Service Unavailable",
                     [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],

@@ -25,14 +25,13 @@ from core.backoff import backoff_seconds, sleep_unless_set
 from messaging.events import encode_json
 from messaging.listener import run_db
 from messaging.models import OutboxEvent
-from messaging.observability import beat, record_published
+from messaging.observability import HEALTH, beat, record_published
 from messaging.outbox import outbox_mark_sent, outbox_pending, outbox_prune
 
 logger = logging.getLogger(__name__)
 
 RELAY_BATCH = 500  # rows read per pass
 PUBLISH_WINDOW = 128  # publishes awaiting their PubAck at once
-ACK_TIMEOUT_SECONDS = 5.0  # per publish: past it the row stays pending for the next pass
 # Rows acked but not yet marked sent (SQLite's write lock is busy): past this many, stop reading more.
 MAX_UNMARKED = 10_000
 OUTBOX_RETENTION = dt.timedelta(days=1)
@@ -84,7 +83,8 @@ async def publish_batch(
     publishes start, the ones in flight finish. Everything not acked stays pending for the next pass.
     """
     window = window or PUBLISH_WINDOW
-    ack_timeout = ack_timeout or ACK_TIMEOUT_SECONDS
+    # Per publish: past it the row stays pending for the next pass.
+    ack_timeout = ack_timeout or settings.NATS_PUBLISH_TIMEOUT_SECONDS
     result = PublishResult()
     chains: dict[str, list[OutboxEvent]] = {}
     for row in rows:
@@ -189,6 +189,10 @@ class Relay:
         """Read up to RELAY_BATCH pending rows not already acked, publish them; (rows read, result)."""
         rows = await run_db(outbox_pending, limit=RELAY_BATCH, exclude=frozenset(self.unmarked))
         result = await publish_batch(self.js, rows)
+        if result.error is not None and not isinstance(result.error, nats.js.errors.APIError):
+            HEALTH.failing("nats", result.error)  # a timeout or no connection, not a refused message
+        elif result.acked:
+            HEALTH.working("nats")
         if result.acked:
             self.unmarked.update(result.acked)
             self._mark_wanted.set()
@@ -281,8 +285,8 @@ async def postgres_listen(wake: asyncio.Event) -> None:
     for django_only in ("cursor_factory", "context", "prepare_threshold"):
         params.pop(django_only, None)
     params["application_name"] = LISTENER_APPLICATION_NAME
-    # A peer that vanished without closing must not leave us listening to nothing for hours.
-    params.update(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
+    # The connection's keepalives and tcp_user_timeout (settings) come with the params: a peer that
+    # vanished without closing is noticed within seconds, not after the kernel's hours.
     failures = 0
     while True:
         try:

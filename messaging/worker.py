@@ -8,17 +8,20 @@ import dataclasses
 import functools
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
+from django.db import connections
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from nats.js import JetStreamContext
+from nats.js.errors import APIError
 
 from core.backoff import backoff_seconds, sleep_unless_set
 from messaging.consumer import consume_loop
-from messaging.jetstream import connect, durable_name, ensure_streams
-from messaging.listener import Listener, run_db
+from messaging.jetstream import connect, durable_name, ensure_streams, jetstream
+from messaging.listener import DB_EXECUTOR, Listener, run_db
 from messaging.models import FailedEvent, OutboxEvent
 from messaging.observability import (
     HEALTH,
@@ -82,10 +85,20 @@ async def observe_loop(js: JetStreamContext, streams: dict, listeners: list[List
     while not stop.is_set():
         beat("observe")
         try:
-            for listener in listeners:
-                info = await js.consumer_info(streams[listener.subject], durable_name(listener.subject))
-                metrics.consumer_pending.labels(subject=listener.subject.value).set(info.num_pending or 0)
-                metrics.consumer_ack_pending.labels(subject=listener.subject.value).set(info.num_ack_pending or 0)
+            try:
+                for listener in listeners:
+                    info = await js.consumer_info(streams[listener.subject], durable_name(listener.subject))
+                    metrics.consumer_pending.labels(subject=listener.subject.value).set(info.num_pending or 0)
+                    metrics.consumer_ack_pending.labels(subject=listener.subject.value).set(info.num_ack_pending or 0)
+            except APIError:
+                HEALTH.working("nats")  # the server answered (a consumer not made yet): the link works
+                raise
+            except Exception as exc:
+                # A request every few seconds even when idle: a link that went silent shows in /healthz
+                # before nats-py's pings declare it dead.
+                HEALTH.failing("nats", exc)
+                raise
+            HEALTH.working("nats")
             backlog, oldest_age, failed_open = await run_db(_database_gauges)
             metrics.outbox_backlog.set(backlog)
             metrics.outbox_oldest_age.set(oldest_age)
@@ -113,6 +126,7 @@ class Worker:
         self.periodic = periodic or []
         self.metrics_port = metrics_port
         self.metrics_server: MetricsServer | None = None
+        self._database_threads: list[ThreadPoolExecutor] = []
 
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
@@ -137,6 +151,27 @@ class Worker:
             await task
         return None
 
+    def _loop(self, name: str, loop: Coroutine) -> asyncio.Task:
+        """`loop` as a task with a database thread (and so a connection) of its own: one ORM call stuck on
+        a dead link, until the connection's timeouts end it, freezes that loop alone."""
+        executor = ThreadPoolExecutor(1, thread_name_prefix=f"db-{name}")
+        self._database_threads.append(executor)
+
+        async def run() -> object:
+            DB_EXECUTOR.set(executor)  # this task's context only
+            return await loop
+
+        return asyncio.create_task(run(), name=name)
+
+    async def _close_database_threads(self) -> None:
+        """Close each thread's connection on that thread, then let the threads go."""
+        running = asyncio.get_running_loop()
+        for executor in self._database_threads:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(running.run_in_executor(executor, connections.close_all), timeout=10)
+            executor.shutdown(wait=False)
+        self._database_threads.clear()
+
     async def _setup_streams(self, js: JetStreamContext) -> dict | None:
         failures = 0
         while not self.stop.is_set():
@@ -154,6 +189,7 @@ class Worker:
         HEALTH.expect(loops)
         HEALTH.stall_seconds = settings.WORKER_STALL_SECONDS
         HEALTH.nats_down_seconds = settings.WORKER_NATS_DOWN_SECONDS
+        HEALTH.database_down_seconds = settings.WORKER_DATABASE_DOWN_SECONDS
         if self.metrics_port is not None:
             self.metrics_server = MetricsServer(
                 host=settings.WORKER_METRICS_HOST, port=self.metrics_port, health=HEALTH
@@ -171,7 +207,7 @@ class Worker:
             return
         HEALTH.watch(client)
         try:
-            js = client.jetstream()
+            js = jetstream(client)
             streams = await self._until_stop(self._setup_streams(js))
             if streams is None:
                 return
@@ -179,7 +215,8 @@ class Worker:
                 "listening on %s", ", ".join(f"{s.value}@{streams[s]}" for s in (x.subject for x in self.listeners))
             )
             tasks = [
-                asyncio.create_task(
+                self._loop(
+                    f"consume-{listener.subject.value}",
                     consume_loop(
                         js,
                         streams[listener.subject],
@@ -187,19 +224,23 @@ class Worker:
                         self.stop,
                         batch=FETCH_BATCH,
                         timeout=FETCH_TIMEOUT_SECONDS,
-                    )
+                    ),
                 )
                 for listener in self.listeners
             ]
-            tasks.append(asyncio.create_task(relay_loop(js, self.stop)))
-            tasks.append(asyncio.create_task(observe_loop(js, streams, self.listeners, self.stop)))
-            tasks += [asyncio.create_task(periodic_loop(task, self.stop)) for task in self.periodic]
+            tasks.append(self._loop("relay", relay_loop(js, self.stop)))
+            tasks.append(self._loop("observe", observe_loop(js, streams, self.listeners, self.stop)))
+            tasks += [self._loop(task.name, periodic_loop(task, self.stop)) for task in self.periodic]
             await asyncio.gather(*tasks)
         finally:
+            await self._close_database_threads()
             # The loops have finished their work; flush so the last acks reach the server, then close.
             # (Client.drain() would wait on pull subscriptions' queues, which fetch never marks done.)
             with contextlib.suppress(Exception):
                 await client.flush(timeout=2)
             if not client.is_closed:
-                await client.close()
+                # A link that broke while closing (a reset, a node gone dark) must not turn a clean stop
+                # into a traceback and a non-zero exit: the acks that could go went with the flush.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.close(), timeout=5)
             logger.info("worker stopped")

@@ -38,6 +38,13 @@ def envfloat(name: str, default: float) -> float:
         raise ImproperlyConfigured(f"{name} must be a number") from exc
 
 
+def envint(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a whole number") from exc
+
+
 def persistent_secret_key() -> str:
     """A random key kept in the data folder, so a single host needs no configuration.
 
@@ -133,7 +140,22 @@ if DATABASE_URL.startswith(("mongodb://", "mongodb+srv://")):
     # The whole connection string goes in HOST (django-mongodb-backend >= 5.2.1; parse_uri() is
     # deprecated). The backend keeps one MongoClient pool per alias, so CONN_MAX_AGE and
     # CONN_HEALTH_CHECKS do not apply.
-    DATABASES = {"default": {"ENGINE": "django_mongodb_backend", "HOST": DATABASE_URL, "NAME": _mongodb_name}}
+    # pymongo waits on nothing unbounded: a primary to select, a TCP connect, a socket read, and the whole
+    # operation (timeoutMS, its client-side operation timeout, which also bounds retries). A parameter
+    # written in DATABASE_URL's query string wins over these.
+    DATABASES = {
+        "default": {
+            "ENGINE": "django_mongodb_backend",
+            "HOST": DATABASE_URL,
+            "NAME": _mongodb_name,
+            "OPTIONS": {
+                "serverSelectionTimeoutMS": envint("MONGODB_SERVER_SELECTION_TIMEOUT_MS", 5000),
+                "connectTimeoutMS": envint("MONGODB_CONNECT_TIMEOUT_MS", 3000),
+                "socketTimeoutMS": envint("MONGODB_SOCKET_TIMEOUT_MS", 10000),
+                "timeoutMS": envint("MONGODB_TIMEOUT_MS", 10000),
+            },
+        }
+    }
     # MongoDB has no AutoField. Our own models name their primary keys; this covers the rest.
     DEFAULT_AUTO_FIELD = "django_mongodb_backend.fields.ObjectIdAutoField"
     # Contrib apps whose AppConfig pins AutoField get ObjectIdAutoField configs and migrations.
@@ -165,6 +187,49 @@ else:
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
         DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-orders.sqlite3")}
+    elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Every wait on PostgreSQL is bounded (docs/RELIABILITY.md, "Gray failures"). Client side, for a
+        # link that drops packets without a word: a connect gives up after connect_timeout; data sent and
+        # never acknowledged closes the connection after tcp_user_timeout; an idle wait for an answer is
+        # probed by keepalives. A healthy server acknowledges both however long its query runs, so none
+        # of them cuts a slow answer short. Server side, per role (DATABASE_ROLES below): how long a
+        # statement may run, wait for a lock, or sit idle inside a transaction.
+        DATABASES["default"]["OPTIONS"] = {
+            "connect_timeout": envint("DB_CONNECT_TIMEOUT_SECONDS", 3),  # libpq: whole seconds, at least 2
+            "keepalives": 1,
+            "keepalives_idle": envint("DB_KEEPALIVES_IDLE_SECONDS", 3),
+            "keepalives_interval": envint("DB_KEEPALIVES_INTERVAL_SECONDS", 1),
+            "keepalives_count": envint("DB_KEEPALIVES_COUNT", 3),
+            "tcp_user_timeout": envint("DB_TCP_USER_TIMEOUT_MS", 5000),
+            **DATABASES["default"].get("OPTIONS", {}),
+        }
+
+# PostgreSQL's server-side bounds (milliseconds, 0: none) for each kind of process, set when its connection
+# opens (core.transactions.use_database_role): the API's requests are short, the worker applies batches of events,
+# `migrate` may rewrite a table and must never be cut short. `rebuild_replica` uses the worker's.
+DATABASE_ROLES = {
+    "api": {
+        "statement_timeout": envint("DB_STATEMENT_TIMEOUT_MS", 5000),
+        "lock_timeout": envint("DB_LOCK_TIMEOUT_MS", 3000),
+        "idle_in_transaction_session_timeout": envint("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 10000),
+    },
+    "worker": {
+        "statement_timeout": envint("WORKER_DB_STATEMENT_TIMEOUT_MS", 30000),
+        "lock_timeout": envint("WORKER_DB_LOCK_TIMEOUT_MS", 10000),
+        "idle_in_transaction_session_timeout": envint("WORKER_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60000),
+    },
+    "migrate": {
+        "statement_timeout": envint("MIGRATE_DB_STATEMENT_TIMEOUT_MS", 0),
+        "lock_timeout": envint("MIGRATE_DB_LOCK_TIMEOUT_MS", 0),
+        "idle_in_transaction_session_timeout": envint("MIGRATE_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 0),
+    },
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    from core.transactions import session_options
+
+    # The API's, unless a command picks another role before it connects; `options` in DATABASE_URL come after.
+    DATABASE_URL_OPTIONS = DATABASES["default"]["OPTIONS"].get("options", "")
+    DATABASES["default"]["OPTIONS"]["options"] = session_options(DATABASE_ROLES["api"], DATABASE_URL_OPTIONS)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -293,12 +358,22 @@ NATS_URL = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
 NATS_STREAM = os.environ.get("NATS_STREAM", "ticketing")
 NATS_STREAM_REPLICAS = int(os.environ.get("NATS_STREAM_REPLICAS", "1"))  # 3 on a clustered JetStream
 NATS_QUEUE_GROUP = "orders-service"
+# Bounded waits on NATS (messaging.jetstream.connect). A PING every NATS_PING_INTERVAL_SECONDS, and a link
+# with more than NATS_MAX_OUTSTANDING_PINGS unanswered is dead: the client moves to another server of
+# the cluster about (pings + 1) x interval = 9 s after the link went silent, instead of nats-py's 6 min.
+NATS_CONNECT_TIMEOUT_SECONDS = envfloat("NATS_CONNECT_TIMEOUT_SECONDS", 2)
+NATS_PING_INTERVAL_SECONDS = envfloat("NATS_PING_INTERVAL_SECONDS", 3)
+NATS_MAX_OUTSTANDING_PINGS = envint("NATS_MAX_OUTSTANDING_PINGS", 2)
+# One publish's PubAck, and one JetStream API request (stream and consumer info); past it, retried.
+NATS_PUBLISH_TIMEOUT_SECONDS = envfloat("NATS_PUBLISH_TIMEOUT_SECONDS", 5)
+NATS_REQUEST_TIMEOUT_SECONDS = envfloat("NATS_REQUEST_TIMEOUT_SECONDS", 5)
 # The worker's /metrics and /healthz (0: any free port). /healthz fails when a loop has made no
 # progress for WORKER_STALL_SECONDS, or NATS has been unreachable for WORKER_NATS_DOWN_SECONDS.
 WORKER_METRICS_HOST = os.environ.get("WORKER_METRICS_HOST", "0.0.0.0")  # noqa: S104 (the pod's probes)
 WORKER_METRICS_PORT = int(os.environ.get("WORKER_METRICS_PORT", "9102"))
 WORKER_STALL_SECONDS = envfloat("WORKER_STALL_SECONDS", 60)
 WORKER_NATS_DOWN_SECONDS = envfloat("WORKER_NATS_DOWN_SECONDS", 120)
+WORKER_DATABASE_DOWN_SECONDS = envfloat("WORKER_DATABASE_DOWN_SECONDS", 120)
 # Work the worker does every so often beside its listeners: (name, function, the setting giving its
 # interval in seconds). Wired here so the apps never import the worker that runs them.
 WORKER_PERIODIC_TASKS = [

@@ -9,6 +9,7 @@ from collections import Counter
 
 import nats.js.errors
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from core.ids import new_object_id
@@ -104,7 +105,7 @@ def test_a_refused_event_holds_back_its_aggregate_only(transactional_db, jetstre
 
 
 def test_nats_stopping_mid_batch_marks_only_the_acked_rows(transactional_db, jetstream, nats_server, monkeypatch):
-    monkeypatch.setattr(relay, "ACK_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr(settings, "NATS_PUBLISH_TIMEOUT_SECONDS", 1.0)
     rows = outbox_rows(400)
     jetstream.ensure_streams()
 

@@ -120,3 +120,22 @@ def test_the_worker_expires_orders_whose_expiration_never_came(worker_process, j
     assert Order.objects.get(id=on_time.id).status == OrderStatus.CREATED
     assert metric(get(port, "/metrics")[1], "orders_worker_orders_total", change="expired") == 1
     assert "expired order id=" + overdue.id in worker.log()
+
+
+def test_a_dependency_down_is_degraded_at_once_and_unhealthy_past_its_threshold():
+    from messaging.observability import WorkerHealth
+
+    now = [1000.0]
+    health = WorkerHealth(stall_seconds=60, nats_down_seconds=120, database_down_seconds=30, clock=lambda: now[0])
+    health.expect(["relay"])
+    health.failing("database", OSError("timed out"))
+    now[0] += 10
+    health.beat("relay")
+    healthy, problems = health.check()
+    assert healthy is True
+    assert problems == {"database": "OSError: timed out (failing for 10s)", "nats": "not connected after 0s"}
+    now[0] += 25
+    health.beat("relay")
+    assert health.check()[0] is False  # 35 s > 30 s
+    health.working("database")
+    assert "database" not in health.check()[1]

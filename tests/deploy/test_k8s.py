@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import runpy
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
@@ -403,3 +406,62 @@ def test_orders_containers_get_every_setting_production_requires() -> None:
     for name in ("orders-depl", "orders-worker-depl"):
         for container in containers(workloads()[name]):
             assert {"JWT_KEY", "SECRET_KEY", "DATABASE_URL"} <= set(env(container)), container["name"]
+
+
+def service_bounds() -> dict:
+    """The settings' defaults for PostgreSQL, as the settings module computes them (a fresh process)."""
+    script = (
+        "import json, django; django.setup(); from django.conf import settings; "
+        "print(json.dumps({'options': settings.DATABASES['default']['OPTIONS'], 'roles': settings.DATABASE_ROLES}))"
+    )
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith(("DB_", "WORKER_DB_", "MIGRATE_DB_"))
+    }
+    environment.update(
+        DJANGO_SETTINGS_MODULE="ticketing_orders.settings",
+        DATABASE_URL="postgres://orders@db.invalid:5432/orders",
+        JWT_KEY="bounds-only",
+        SECRET_KEY="bounds-only",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def longest_api_database_wait() -> float:
+    """How long one request can wait on a dark database before it answers 503, by the defaults: the
+    connection's health check on a half-open link (cut by tcp_user_timeout or keepalives), then one connect."""
+    options = service_bounds()["options"]
+    dead_link = max(
+        options["tcp_user_timeout"] / 1000,
+        options["keepalives_idle"] + options["keepalives_interval"] * options["keepalives_count"],
+    )
+    return dead_link + options["connect_timeout"]
+
+
+def test_ingress_waits_a_little_longer_than_the_service_and_never_its_default_minute() -> None:
+    (ingress,) = resources("Ingress").values()
+    annotations = ingress["metadata"]["annotations"]
+    bound = longest_api_database_wait()
+    for name in ("proxy-read-timeout", "proxy-send-timeout"):
+        seconds = int(annotations[f"nginx.ingress.kubernetes.io/{name}"])
+        assert bound < seconds <= 2 * bound, (name, seconds, bound)
+    assert int(annotations["nginx.ingress.kubernetes.io/proxy-connect-timeout"]) <= 5
+
+
+def test_api_probes_wait_longer_than_a_dark_database_holds_a_thread() -> None:
+    api = main_container("orders-depl")
+    bound = longest_api_database_wait()
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert api[probe]["timeoutSeconds"] > bound, probe  # the probe sees the 503, not its own timeout
+    ready = api["readinessProbe"]
+    assert ready["periodSeconds"] * ready["failureThreshold"] + ready["timeoutSeconds"] <= 30  # out within 30 s
+
+
+def test_database_server_timeouts_bound_the_api_and_spare_migrations() -> None:
+    roles = service_bounds()["roles"]
+    assert 0 < roles["api"]["statement_timeout"] <= 10_000
+    assert roles["worker"]["statement_timeout"] >= roles["api"]["statement_timeout"]
+    assert roles["migrate"] == {"statement_timeout": 0, "lock_timeout": 0, "idle_in_transaction_session_timeout": 0}

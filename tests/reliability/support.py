@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -14,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +29,11 @@ import requests
 from django.conf import settings
 from nats.js.errors import NotFoundError
 
+from core.ids import new_object_id
 from messaging.embedded import free_port, nats_server_binary
 from messaging.jetstream import nats_servers
 from messaging.tests.harness import wait_until
+from web.management.commands.mint_token import session_cookie_value
 
 BASE_DIR = Path(settings.BASE_DIR)
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -84,12 +88,12 @@ def record(scenario: str, **figures: Any) -> None:
             report.write(line + "\n")
 
 
-def wait_for_port(port: int, *, timeout: float, alive: Callable[[], bool], what: str) -> None:
+def wait_for_port(port: int, *, timeout: float, alive: Callable[[], bool], what: str, host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not alive():
             raise RuntimeError(f"{what} exited before listening on {port}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
             return
         time.sleep(0.05)
     raise RuntimeError(f"{what} did not listen on {port} within {timeout:.0f} s")
@@ -193,20 +197,28 @@ def as_postgres(*args: str) -> list[str]:
 class PostgresServer:
     """A throw-away PostgreSQL 15 cluster (initdb + pg_ctl) on a free loopback port, trust auth."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, host: str = "127.0.0.1", prefix: Sequence[str] = ()) -> None:
+        """`host`: the address it listens on; `prefix`: what its commands run under (`ip netns exec NAME`)."""
         # Not pytest's tmp_path: its parents are private to root, and the server runs as `postgres`.
         self.root = Path(tempfile.mkdtemp(prefix="reliability-pg-"))
         self.data = self.root / "data"
         self.port = free_port()
+        self.host = host
+        self.prefix = list(prefix)
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
         self.log_path = self.root / "server.log"
 
     def url(self, database: str = "postgres") -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+        return f"postgres://postgres@{self.host}:{self.port}/{database}"
+
+    def socket_url(self, database: str = "postgres") -> str:
+        """Through the Unix socket: the test's own look at the tables, whatever happens to the network."""
+        return f"postgresql://postgres@/{database}?host={self.root}&port={self.port}"
 
     def _run(self, *args: str, timeout: float = 120) -> None:
-        result = subprocess.run(as_postgres(*args), capture_output=True, text=True, timeout=timeout, cwd=self.root)
+        command = [*self.prefix, *as_postgres(*args)]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=self.root)
         if result.returncode:
             raise RuntimeError(f"{args[0]} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
 
@@ -214,12 +226,16 @@ class PostgresServer:
         self._run(
             str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"
         )
+        if self.host != "127.0.0.1":
+            # initdb trusts loopback only; `samenet` is the namespace's own /30, the veth pair's other end.
+            with open(self.data / "pg_hba.conf", "a") as hba:
+                hba.write("host all all samenet trust\n")
         return self
 
     def start(self) -> None:
         # fsync off: a killed server keeps what reached the kernel, which is all a process crash tests;
         # commits are still synchronous, so nothing acknowledged is lost in shared memory.
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        options = f"-p {self.port} -k {self.root} -c listen_addresses={self.host} -c fsync=off -c max_connections=200"
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.log_path), "-o", options, "-w", "start")
 
     def stop(self, mode: str = "immediate") -> None:
@@ -230,7 +246,7 @@ class PostgresServer:
         return (self.data / "postmaster.pid").exists()
 
     def create_database(self, name: str) -> str:
-        with psycopg.connect(self.url(), autocommit=True) as conn:
+        with psycopg.connect(self.socket_url(), autocommit=True) as conn:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
@@ -317,11 +333,13 @@ def start_api(processes: Processes, name: str, env: dict[str, str], *, workers: 
 
 def start_worker(processes: Processes, name: str, env: dict[str, str]) -> Child:
     """`python manage.py run_listeners`, waited for until its consumers listen."""
+    metrics_port = free_port()
     child = processes.start(
         name,
         [sys.executable, "manage.py", "run_listeners"],
-        env={**env, "WORKER_METRICS_PORT": str(free_port())},
+        env={**env, "WORKER_METRICS_PORT": str(metrics_port)},
     )
+    child.metrics_port = metrics_port
 
     def listening() -> bool:
         assert child.alive(), f"{name} exited:\n{child.log()[-3000:]}"
@@ -337,16 +355,30 @@ def start_worker(processes: Processes, name: str, env: dict[str, str]) -> Child:
 class NatsCluster:
     """Three JetStream nats-servers clustered on loopback: routes on free ports, a store each."""
 
-    def __init__(self, processes: Processes, *, size: int = 3, name: str = "reliability") -> None:
+    def __init__(
+        self,
+        processes: Processes,
+        *,
+        size: int = 3,
+        name: str = "reliability",
+        host: str = "127.0.0.1",
+        prefix: Sequence[str] = (),
+    ) -> None:
+        """`host`: where clients reach the nodes (routes stay on loopback); `prefix`: as PostgresServer's."""
         self.processes = processes
         self.name = name
+        self.host = host
+        self.prefix = list(prefix)
         self.client_ports = [free_port() for _ in range(size)]
         self.route_ports = [free_port() for _ in range(size)]
         self.nodes: dict[str, Child] = {}
 
     @property
     def url(self) -> str:
-        return ",".join(f"nats://127.0.0.1:{port}" for port in self.client_ports)
+        return ",".join(self.node_url(index) for index in range(len(self.client_ports)))
+
+    def node_url(self, index: int) -> str:
+        return f"nats://{self.host}:{self.client_ports[index]}"
 
     def node_args(self, index: int) -> tuple[str, list[str]]:
         server_name = f"n{index + 1}"
@@ -354,6 +386,7 @@ class NatsCluster:
         store.mkdir(exist_ok=True)
         routes = ",".join(f"nats-route://127.0.0.1:{p}" for i, p in enumerate(self.route_ports) if i != index)
         return server_name, [
+            *self.prefix,
             nats_server_binary(),
             "--jetstream",
             "--store_dir",
@@ -361,7 +394,7 @@ class NatsCluster:
             "--server_name",
             server_name,
             "--addr",
-            "127.0.0.1",
+            self.host,
             "--port",
             str(self.client_ports[index]),
             "--cluster_name",
@@ -377,7 +410,9 @@ class NatsCluster:
         # A restarted node appends to the same log under a new Child.
         child = self.processes.start(f"nats-{server_name}", args)
         self.nodes[server_name] = child
-        wait_for_port(self.client_ports[index], timeout=20, alive=child.alive, what=f"nats-server {server_name}")
+        wait_for_port(
+            self.client_ports[index], timeout=20, alive=child.alive, what=f"nats-server {server_name}", host=self.host
+        )
         return child
 
     def start(self) -> NatsCluster:
@@ -507,3 +542,191 @@ def post_order(base_url: str, ticket_id: str, cookie: str) -> tuple[int, Any]:
     except ValueError:
         body = response.text
     return response.status_code, body
+
+
+# -- gray failures: a network namespace of the test's own, and packets that vanish ---------------------
+
+
+def run_command(*args: str, timeout: float = 20) -> None:
+    result = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+    if result.returncode:
+        raise RuntimeError(f"{' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+
+
+def netns_unavailable() -> str | None:
+    """Why the blackhole tests cannot run here, or None."""
+    if os.geteuid() != 0:
+        return "needs root for network namespaces and iptables (CI runs as root)"
+    missing = [tool for tool in ("ip", "iptables") if shutil.which(tool) is None]
+    if missing:
+        return f"needs {' and '.join(missing)}: apt-get install iproute2 iptables (make test does, as root)"
+    return None
+
+
+class Netns:
+    """A network namespace for servers, joined to the test's namespace by a veth pair of link-local addresses
+    that lead nowhere else. `blackhole(port)` makes every packet to and from that port inside the namespace
+    vanish (iptables -j DROP: no RST, no ICMP), the way a partition or a dead node behind a balancer does.
+
+    Everything it changes is inside the namespace or on its own veth pair, named after this process, so
+    `destroy()` (deleting the namespace, which takes the pair and the rules with it) undoes all of it.
+    """
+
+    def __init__(self) -> None:
+        tag = f"{os.getpid() % 100_000}{secrets.token_hex(2)}"  # interface names are at most 15 characters
+        self.name = f"gray{tag}"
+        self.host_side = f"gh{tag}"
+        self.ns_side = f"gn{tag}"
+        # A /30 of 169.254.0.0/16 (link-local: never routed) away from 169.254.169.x.
+        base = secrets.randbelow(150) + 1, secrets.randbelow(63) * 4
+        self.host_ip = f"169.254.{base[0]}.{base[1] + 1}"
+        self.ip = f"169.254.{base[0]}.{base[1] + 2}"
+        self.rules: list[list[str]] = []
+        self.created = False
+
+    @property
+    def prefix(self) -> list[str]:
+        """Run a command inside the namespace."""
+        return ["ip", "netns", "exec", self.name]
+
+    def create(self) -> Netns:
+        run_command("ip", "netns", "add", self.name)
+        self.created = True
+        run_command(
+            "ip", "link", "add", self.host_side, "type", "veth", "peer", "name", self.ns_side, "netns", self.name
+        )
+        run_command("ip", "addr", "add", f"{self.host_ip}/30", "dev", self.host_side)
+        run_command("ip", "link", "set", self.host_side, "up")
+        run_command("ip", "-n", self.name, "addr", "add", f"{self.ip}/30", "dev", self.ns_side)
+        run_command("ip", "-n", self.name, "link", "set", self.ns_side, "up")
+        run_command("ip", "-n", self.name, "link", "set", "lo", "up")
+        return self
+
+    def _rules(self, port: int) -> list[list[str]]:
+        return [
+            ["INPUT", "-i", self.ns_side, "-p", "tcp", "--dport", str(port), "-j", "DROP"],
+            ["OUTPUT", "-o", self.ns_side, "-p", "tcp", "--sport", str(port), "-j", "DROP"],
+        ]
+
+    def blackhole(self, port: int) -> None:
+        """From now on, packets to and from `port` over the veth pair are dropped, both ways."""
+        for rule in self._rules(port):
+            run_command(*self.prefix, "iptables", "-w", "5", "-I", *rule)
+            self.rules.append(rule)
+
+    def restore(self, port: int) -> None:
+        for rule in self._rules(port):
+            run_command(*self.prefix, "iptables", "-w", "5", "-D", *rule)
+            self.rules.remove(rule)
+
+    def destroy(self) -> None:
+        if self.created:
+            with contextlib.suppress(Exception):
+                run_command("ip", "netns", "del", self.name)
+        # The pair goes with the namespace; if the namespace never got its end, ours is still here.
+        with contextlib.suppress(Exception):
+            run_command("ip", "link", "del", self.host_side)
+
+
+@dataclass
+class Answer:
+    """One HTTP exchange as the client saw it: when it was sent and answered, status and body
+    (status 0: no answer, e.g. the client's own timeout)."""
+
+    started: float
+    ended: float
+    status: int
+    body: Any
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
+
+
+def timed_get(url: str, *, timeout: float = 30) -> Answer:
+    started = time.monotonic()
+    try:
+        response = requests.get(url, timeout=timeout, headers={"Connection": "close"})
+    except requests.RequestException as exc:
+        return Answer(started, time.monotonic(), 0, type(exc).__name__)
+    try:
+        body = response.json()
+    except ValueError:
+        body = response.text
+    return Answer(started, time.monotonic(), response.status_code, body)
+
+
+class GrayTraffic:
+    """Creators posting orders for free tickets back to back, and pollers of /readyz, the API's /healthz and
+    the worker's /healthz every `probe_every` seconds; every answer is kept as an `Answer`."""
+
+    def __init__(
+        self,
+        api: str,
+        tickets: Sequence[str],
+        *,
+        creators: int = 4,
+        worker_port: int | None = None,
+        probe_every: float = 0.5,
+    ) -> None:
+        self.api = api
+        self.free = deque(tickets)
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.creates: list[Answer] = []
+        self.probes: dict[str, list[Answer]] = {"readyz": [], "healthz": [], "worker": []}
+        self.errors: list[BaseException] = []
+        self.probe_every = probe_every
+        self.cookies = []
+        for _ in range(creators):
+            uid = new_object_id()
+            self.cookies.append(f"session={session_cookie_value(user_id=uid, email=f'{uid}@test.com')}")
+        urls = {"readyz": f"{api}/readyz", "healthz": f"{api}/healthz"}
+        if worker_port is not None:
+            urls["worker"] = f"http://127.0.0.1:{worker_port}/healthz"
+        self.threads = [threading.Thread(target=self.create_loop, args=(cookie,)) for cookie in self.cookies]
+        self.threads += [threading.Thread(target=self.probe_loop, args=(name, url)) for name, url in urls.items()]
+
+    def __enter__(self) -> GrayTraffic:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(120)
+
+    def created(self) -> int:
+        with self.lock:
+            return sum(1 for answer in self.creates if answer.status == 201)
+
+    def create_loop(self, cookie: str) -> None:
+        try:
+            while not self.stop.is_set():
+                with self.lock:
+                    if not self.free:
+                        return
+                    ticket = self.free.popleft()
+                started = time.monotonic()
+                try:
+                    status, body = post_order(self.api, ticket, cookie)
+                except requests.RequestException as exc:
+                    status, body = 0, type(exc).__name__
+                with self.lock:
+                    self.creates.append(Answer(started, time.monotonic(), status, body))
+                    if status != 201:
+                        self.free.append(ticket)  # not reserved: another try may take it
+                time.sleep(0.02)
+        except BaseException as exc:
+            self.errors.append(exc)
+
+    def probe_loop(self, name: str, url: str) -> None:
+        try:
+            while not self.stop.is_set():
+                answer = timed_get(url)
+                with self.lock:
+                    self.probes[name].append(answer)
+                self.stop.wait(self.probe_every)
+        except BaseException as exc:
+            self.errors.append(exc)

@@ -78,3 +78,43 @@ def test_readiness_runs_select_1_on_sql_databases():
     from web.health_checks import readiness_checks
 
     assert readiness_checks() == ("health_check.checks.Database",)
+
+
+postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="server-side timeouts are PostgreSQL's")
+
+
+def show(setting: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SHOW {setting}")
+        return cursor.fetchone()[0]
+
+
+@postgresql_only
+def test_api_connections_carry_bounded_waits_and_a_command_can_pick_its_role():
+    assert (show("statement_timeout"), show("lock_timeout"), show("idle_in_transaction_session_timeout")) == (
+        "5s",
+        "3s",
+        "10s",
+    )
+    assert show("tcp_user_timeout") == "0"  # the server's own; ours is the client socket's
+    try:
+        db.use_database_role("migrate")
+        assert show("statement_timeout") == "0"  # migrations are never cut short
+        db.use_database_role("worker")
+        assert show("statement_timeout") == "30s"
+    finally:
+        db.use_database_role("api")
+    assert show("statement_timeout") == "5s"
+
+
+@postgresql_only
+def test_a_statement_cut_by_its_timeout_is_service_unavailable_not_a_fault():
+    from django.db import OperationalError
+
+    from web.errors import ServiceUnavailable, api_exception_for
+
+    with pytest.raises(OperationalError) as raised, transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL statement_timeout = 50")
+        cursor.execute("SELECT pg_sleep(2)")
+    assert "statement timeout" in str(raised.value)
+    assert isinstance(api_exception_for(raised.value), ServiceUnavailable)

@@ -192,3 +192,20 @@ def test_gunicorn_with_an_unreadable_jwt_key_file_says_so(env_without_jwt_key, t
 
     assert returncode != 0
     assert len(lines) == 1 and lines[0].startswith("ImproperlyConfigured: JWT_KEY_FILE cannot be read: "), lines
+
+
+def test_mongodb_waits_are_bounded_and_configurable(production_env):
+    """Offline (no MongoDB can run here): the settings give pymongo every timeout, from the environment."""
+    pytest.importorskip("django_mongodb_backend")
+    script = "import json, django; django.setup(); from django.conf import settings; " + (
+        "print(json.dumps(settings.DATABASES['default']['OPTIONS']))"
+    )
+    env = {**production_env, "DATABASE_URL": "mongodb://127.0.0.1:1/orders", "MONGODB_TIMEOUT_MS": "7000"}
+    result = run(["-c", script], env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "serverSelectionTimeoutMS": 5000,
+        "connectTimeoutMS": 3000,
+        "socketTimeoutMS": 10000,
+        "timeoutMS": 7000,
+    }

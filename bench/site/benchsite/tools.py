@@ -275,6 +275,10 @@ def main() -> None:
     p.add_argument("--burst", type=int, required=True)
     args = parser.parse_args()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ticketing_orders.settings")
+    # Bulk loading (a million rows by COPY, ANALYZE), not requests: the API's server-side timeouts must not
+    # apply. Through the environment, so a checkout of before those settings (--code) loads the same way.
+    for name in ("DB_STATEMENT_TIMEOUT_MS", "DB_LOCK_TIMEOUT_MS", "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS"):
+        os.environ.setdefault(name, "0")
     django.setup()
     handler = {
         "tickets": cmd_tickets,

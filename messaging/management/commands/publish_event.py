@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import re
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from core.ids import new_object_id
 from messaging.events import InvalidEvent, Subject, encode_json, parse_event
-from messaging.jetstream import connect, ensure_streams
+from messaging.jetstream import connect, ensure_streams, jetstream
 
 TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 
@@ -56,8 +57,8 @@ class Command(BaseCommand):
         except Exception as exc:
             raise CommandError(f"cannot reach NATS: {exc}") from exc
         try:
-            js = client.jetstream()
+            js = jetstream(client)
             await ensure_streams(js)
-            return await js.publish(subject, data, headers=headers, timeout=5)
+            return await js.publish(subject, data, headers=headers, timeout=settings.NATS_PUBLISH_TIMEOUT_SECONDS)
         finally:
             await client.close()

@@ -7,6 +7,7 @@ import asyncio
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from core.transactions import use_database_role
 from messaging.listener import registered_listeners
 from messaging.worker import Worker, registered_periodic
 
@@ -15,6 +16,9 @@ class Command(BaseCommand):
     help = "Run the NATS JetStream listeners, the outbox relay and the periodic tasks (metrics and /healthz on WORKER_METRICS_PORT); SIGTERM/SIGINT drain and exit 0."
 
     def handle(self, *args, **options):
+        # Batches of events, not requests: the worker's server-side timeouts (settings.DATABASE_ROLES).
+        use_database_role("worker")
+
         async def main() -> None:
             worker = Worker(
                 list(registered_listeners().values()),

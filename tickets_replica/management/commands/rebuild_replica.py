@@ -8,7 +8,8 @@ from asgiref.sync import sync_to_async
 from django.core.management.base import BaseCommand
 from django.db import connections
 
-from messaging.jetstream import connect
+from core.transactions import use_database_role
+from messaging.jetstream import connect, jetstream
 from messaging.worker import FETCH_BATCH
 from tickets_replica.rebuild import rebuild_replica
 
@@ -24,10 +25,13 @@ class Command(BaseCommand):
         parser.add_argument("--batch", type=int, default=FETCH_BATCH, help="events per fetch and transaction")
 
     def handle(self, *args, batch: int, **options) -> None:
+        # It applies the worker's batches: the worker's server-side timeouts.
+        use_database_role("worker")
+
         async def main():
             client = await connect(name="orders-service-rebuild-replica", retry_forever=False)
             try:
-                return await rebuild_replica(client.jetstream(), batch=batch)
+                return await rebuild_replica(jetstream(client), batch=batch)
             finally:
                 await client.close()
                 # The ORM ran on asgiref's thread: close what it opened there.
