@@ -11,6 +11,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from core import tracing
 from core.ids import new_object_id
+from messaging.events import OrderCreated
 from messaging.models import OutboxEvent
 from messaging.relay import relay_once
 from messaging.tests.harness import ticket_payload, wait_until
@@ -28,6 +29,18 @@ from web.tests.tracing_support import (
 pytestmark = pytest.mark.nats
 
 
+def order_created_payload() -> dict:
+    """A whole `order:created`, as the service publishes one (every published event must fit the document)."""
+    return OrderCreated(
+        id=new_object_id(),
+        version=0,
+        status="created",
+        userId="u1",
+        expiresAt="2026-11-25T10:15:00.000Z",
+        ticket={"id": new_object_id(), "price": 20},
+    ).to_payload()
+
+
 def relayed(jetstream, subject: str) -> list:
     """Relay what is pending; the subject's messages on the stream."""
     jetstream.ensure_streams()
@@ -39,10 +52,10 @@ def test_the_relay_sends_the_rows_trace_context_beside_nats_msg_id(transactional
     traceparent, _, _ = new_traceparent()
     traced = OutboxEvent.objects.create(
         subject="order:created",
-        payload={"id": new_object_id()},
+        payload=order_created_payload(),
         trace_context={"traceparent": traceparent, "tracestate": "a=1"},
     )
-    untraced = OutboxEvent.objects.create(subject="order:created", payload={"id": new_object_id()})
+    untraced = OutboxEvent.objects.create(subject="order:created", payload=order_created_payload())
 
     headers = {m.headers["Nats-Msg-Id"]: m.headers for m in relayed(jetstream, "order:created")}
 
@@ -55,7 +68,7 @@ def test_the_relay_sends_the_rows_trace_context_beside_nats_msg_id(transactional
 def test_with_an_sdk_the_publish_is_a_span_of_the_rows_trace_and_the_message_its_child(transactional_db, jetstream):
     traceparent, trace_id, writer_span = new_traceparent()
     row = OutboxEvent.objects.create(
-        subject="order:created", payload={"id": new_object_id()}, trace_context={"traceparent": traceparent}
+        subject="order:created", payload=order_created_payload(), trace_context={"traceparent": traceparent}
     )
 
     with recording_spans() as exporter:
@@ -71,7 +84,7 @@ def test_with_an_sdk_the_publish_is_a_span_of_the_rows_trace_and_the_message_its
 def test_a_refused_publish_marks_its_span_failed(transactional_db, jetstream):
     traceparent, trace_id, _ = new_traceparent()
     OutboxEvent.objects.create(
-        subject="order:created", payload={"id": new_object_id()}, trace_context={"traceparent": traceparent}
+        subject="order:created", payload=order_created_payload(), trace_context={"traceparent": traceparent}
     )
     jetstream.ensure_streams()
 
