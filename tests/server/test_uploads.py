@@ -12,6 +12,8 @@ from tests.server.support import TOO_LARGE, Server, process_tree_rss
 
 CLIENTS = int(os.environ.get("UPLOAD_CLIENTS", "50"))
 BODY_BYTES = 50 * 1024 * 1024
+# What upload() records when the connection was reset before any answer could be read.
+RESET = b"reset"
 FRAME = b"10000\r\n" + b"x" * 0x10000 + b"\r\n"  # 64 KiB chunks
 
 
@@ -28,6 +30,11 @@ def upload(server: Server, answers: list[tuple[bytes, int]]) -> None:
             if readable:
                 try:
                     data = sock.recv(65536)
+                except ConnectionResetError:
+                    # The server closed with our body unread (granian does no lingering close): the
+                    # reset can overtake its 413 on the way, and the kernel then drops the answer.
+                    response = response or RESET
+                    break
                 except OSError:
                     break
                 if not data:
@@ -36,6 +43,9 @@ def upload(server: Server, answers: list[tuple[bytes, int]]) -> None:
             if writable:
                 try:
                     count = sock.send(pending)
+                except (ConnectionResetError, BrokenPipeError):  # the reset seen by a write
+                    response = response or RESET
+                    break
                 except OSError:
                     break
                 sent += count
@@ -58,14 +68,19 @@ def test_fifty_concurrent_50_mb_chunked_uploads_are_refused_with_bounded_memory(
             client.join(timeout=10)
         after = process_tree_rss(server.process.pid)
 
-    statuses = [response.split(b" ", 2)[1] if response else b"none" for response, _ in answers]
-    assert statuses == [b"413"] * CLIENTS
-    assert all(response.endswith(TOO_LARGE) for response, _ in answers)
+    # Every upload refused before its end: the JSON 413, or the reset of a server that stopped reading
+    # (docs/profiles/server.md); never an answer of another kind, a hang, or a whole body taken in.
+    answered = [response for response, _ in answers if response != RESET]
+    resets = CLIENTS - len(answered)
+    assert len(answers) == CLIENTS
+    assert [response.split(b" ", 2)[1] for response in answered] == [b"413"] * len(answered)
+    assert all(response.endswith(TOO_LARGE) for response in answered)
     sent = sorted(count for _, count in answers)
+    assert sent[-1] < BODY_BYTES
     print(
         f"{CLIENTS} uploads of {BODY_BYTES >> 20} MB: RSS {baseline >> 20} MB before, peak {peak >> 20} MB "
         f"(+{(peak - baseline) >> 20} MB), {after >> 20} MB after; each client sent "
-        f"{sent[0] >> 20}-{sent[-1] >> 20} MB before the server closed"
+        f"{sent[0] >> 20}-{sent[-1] >> 20} MB before the server closed; {len(answered)} read the 413, {resets} a reset"
     )
     # Bounded: a few MB per upload in flight (at most DATA_UPLOAD_MAX_MEMORY_SIZE + 1 read, plus the
     # server's buffers), far below the bodies' 50 MB each; a bound, not a measurement.
