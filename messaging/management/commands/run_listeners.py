@@ -7,7 +7,7 @@ import asyncio
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from core.transactions import use_database_role
+from core.transactions import database_role
 from messaging.listener import registered_listeners
 from messaging.worker import Worker, registered_periodic
 
@@ -16,9 +16,6 @@ class Command(BaseCommand):
     help = "Run the NATS JetStream listeners, the outbox relay and the periodic tasks (metrics and /healthz on WORKER_METRICS_PORT); SIGTERM/SIGINT drain and exit 0."
 
     def handle(self, *args, **options):
-        # Batches of events, not requests: the worker's server-side timeouts (settings.DATABASE_ROLES).
-        use_database_role("worker")
-
         async def main() -> None:
             worker = Worker(
                 list(registered_listeners().values()),
@@ -28,4 +25,7 @@ class Command(BaseCommand):
             worker.install_signal_handlers()
             await worker.run()
 
-        asyncio.run(main())
+        # Batches of events, not requests: the worker's server-side timeouts (settings.DATABASE_ROLES),
+        # and the caller's again afterwards (a test process calls the command in-process).
+        with database_role("worker"):
+            asyncio.run(main())

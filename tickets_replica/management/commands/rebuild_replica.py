@@ -8,7 +8,7 @@ from asgiref.sync import sync_to_async
 from django.core.management.base import BaseCommand
 from django.db import connections
 
-from core.transactions import use_database_role
+from core.transactions import database_role
 from messaging.jetstream import connect, jetstream
 from messaging.worker import FETCH_BATCH
 from tickets_replica.rebuild import rebuild_replica
@@ -25,9 +25,6 @@ class Command(BaseCommand):
         parser.add_argument("--batch", type=int, default=FETCH_BATCH, help="events per fetch and transaction")
 
     def handle(self, *args, batch: int, **options) -> None:
-        # It applies the worker's batches: the worker's server-side timeouts.
-        use_database_role("worker")
-
         async def main():
             client = await connect(name="orders-service-rebuild-replica", retry_forever=False)
             try:
@@ -37,5 +34,7 @@ class Command(BaseCommand):
                 # The ORM ran on asgiref's thread: close what it opened there.
                 await sync_to_async(connections.close_all, thread_sensitive=True)()
 
-        summary = asyncio.run(main())
+        # It applies the worker's batches: the worker's server-side timeouts, then the caller's again.
+        with database_role("worker"):
+            summary = asyncio.run(main())
         self.stdout.write(str(summary))
