@@ -141,7 +141,7 @@ fi
 image_user="$(podman image inspect --format '{{.Config.User}}' "$IMAGE")"
 [[ "$image_user" == 10001* ]] && pass "image USER is $image_user" || fail "image USER is '$image_user', not 10001"
 image_cmd="$(podman image inspect --format '{{json .Config.Cmd}}' "$IMAGE")"
-[[ "$image_cmd" == '["gunicorn","ticketing_orders.wsgi"]' ]] && pass "default command $image_cmd" \
+[[ "$image_cmd" == '["python","-m","ticketing_orders.server"]' ]] && pass "default command $image_cmd" \
     || fail "default command is $image_cmd"
 
 # A pod of its own: one network namespace with nothing but loopback (nothing is published on the
@@ -227,7 +227,8 @@ answer="$(http GET "$API/api/orders/static/admin/css/base.css")"
 [[ "$answer" == "200 "* ]] && pass "static file from the image -> ${answer:0:3}" \
     || fail "static file /api/orders/static/admin/css/base.css -> ${answer:0:120}"
 
-# PID 1 of the container is the gunicorn master: its real, effective, saved and fs uids.
+# PID 1 of the container is granian's main process (ticketing_orders/server.py): its real, effective,
+# saved and fs uids.
 host_pid="$(podman inspect --format '{{.State.Pid}}' "$RUN_ID")"
 uids="$(awk '/^Uid:/ { print $2, $3, $4, $5 }' "/proc/$host_pid/status")"
 [[ "$uids" == "10001 10001 10001 10001" ]] && pass "server process runs as uid 10001 ($uids)" \
@@ -235,7 +236,7 @@ uids="$(awk '/^Uid:/ { print $2, $3, $4, $5 }' "/proc/$host_pid/status")"
 exec_uid="$(podman exec "$RUN_ID" id -u)"
 [[ "$exec_uid" == 10001 ]] && pass "podman exec id -u -> $exec_uid" || fail "podman exec id -u -> $exec_uid"
 workers="$(pgrep -P "$host_pid" | wc -l)"
-((workers >= 1)) && pass "gunicorn master has $workers worker process(es)" || fail "no gunicorn workers"
+((workers >= 1)) && pass "granian has $workers worker process(es)" || fail "no granian workers"
 
 # stop_check NAME: SIGTERM, then the exit status and how long it took.
 stop_check() {
