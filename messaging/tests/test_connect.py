@@ -10,15 +10,13 @@ import time
 
 import pytest
 
-from conftest import NatsServer
 from messaging import jetstream
-from messaging.embedded import free_port
+from testsupport.nats import NatsServer
+from testsupport.processes import free_port
 
 
 def test_the_worker_says_where_it_tries_and_waits_longer_each_time(tmp_path, caplog):
-    port = free_port()
     server = NatsServer(tmp_path)
-    server.port, server.url = port, f"nats://127.0.0.1:{port}"
     # The server comes up after about 3.5 s: tries at 0, 1, 3 s fail, the one at 7 s connects.
     starter = threading.Timer(3.5, server.start)
     starter.start()

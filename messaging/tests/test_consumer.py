@@ -14,7 +14,8 @@ from messaging.events import Subject
 from messaging.jetstream import ensure_consumer
 from messaging.listener import Listener, Outcome, registered_listeners
 from messaging.models import FailedEvent
-from messaging.tests.harness import ticket_payload, wait_until
+from testsupport.testrun import ticket_payload
+from testsupport.waiting import wait_until
 from tickets_replica.models import Ticket
 
 pytestmark = [pytest.mark.nats, pytest.mark.django_db(transaction=True)]
@@ -94,7 +95,7 @@ def poisoned(subject: str, *, title: str = "poison") -> Listener:
 def test_a_batch_is_applied_in_one_go_and_acked(jetstream, consumer):
     tickets = consumer("ticket:created")
     ids = [new_object_id() for _ in range(30)]
-    jetstream.publish_many([("ticket:created", ticket_payload(i, 0, title=f"t{n}"), None) for n, i in enumerate(ids)])
+    jetstream.publish_all([("ticket:created", ticket_payload(i, 0, title=f"t{n}"), None) for n, i in enumerate(ids)])
 
     assert process(jetstream, real("ticket:created"), tickets.fetch(30)) == [APPLIED] * 30
 
@@ -182,7 +183,7 @@ def test_an_unreachable_database_never_makes_a_batch_poison(jetstream, consumer,
         raise OperationalError("connection refused")
 
     tickets = consumer("ticket:created")
-    jetstream.publish_many([("ticket:created", ticket_payload(new_object_id()), None) for _ in range(3)])
+    jetstream.publish_all([("ticket:created", ticket_payload(new_object_id()), None) for _ in range(3)])
     failing = Listener(Subject.TICKET_CREATED, real("ticket:created").handle, handle_batch=database_down)
 
     for delivery in (1, 2, 3):
@@ -198,7 +199,7 @@ def test_an_unreachable_database_never_makes_a_batch_poison(jetstream, consumer,
 def test_a_stop_before_the_batch_is_applied_hands_it_back(jetstream, consumer):
     tickets = consumer("ticket:created")
     ids = [new_object_id() for _ in range(3)]
-    jetstream.publish_many([("ticket:created", ticket_payload(i), None) for i in ids])
+    jetstream.publish_all([("ticket:created", ticket_payload(i), None) for i in ids])
     bad = jetstream.publish("ticket:created", b"not json")
 
     async def stopped() -> asyncio.Event:
@@ -228,7 +229,7 @@ def test_listeners_without_a_batch_handler_go_one_at_a_time(jetstream, consumer)
 
     tickets = consumer("ticket:created")
     ids = [new_object_id() for _ in range(3)]
-    jetstream.publish_many([("ticket:created", ticket_payload(i), None) for i in ids])
+    jetstream.publish_all([("ticket:created", ticket_payload(i), None) for i in ids])
 
     outcomes = process(jetstream, Listener(Subject.TICKET_CREATED, handle), tickets.fetch(3))
 

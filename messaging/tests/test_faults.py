@@ -14,10 +14,11 @@ from core.ids import new_object_id
 from messaging.events import Subject
 from messaging.models import FailedEvent, OutboxEvent
 from messaging.order_status import OrderStatus
-from messaging.tests.harness import ticket_payload, wait_until
 from messaging.worker import FETCH_BATCH
 from orders.models import Order
 from orders.services import order_create
+from testsupport.testrun import ticket_payload
+from testsupport.waiting import wait_until
 from tickets_replica.models import Ticket
 
 pytestmark = pytest.mark.nats
@@ -44,7 +45,7 @@ def test_versions_published_in_shuffled_order_converge(run_worker, jetstream):
     random.Random(seed).shuffle(versions)
 
     jetstream.publish("ticket:created", ticket_payload(ticket_id, 0))
-    jetstream.publish_many(
+    jetstream.publish_all(
         [("ticket:updated", ticket_payload(ticket_id, v, title=f"v{v}", price=v * 1.5), None) for v in versions]
     )
 
@@ -64,7 +65,7 @@ def test_every_event_delivered_twice_changes_nothing_more(run_worker, jetstream,
     def twice(subject: str, payload: dict) -> list:
         return [(subject, payload, None), (subject, payload, None)]  # two Nats-Msg-Ids: two deliveries
 
-    jetstream.publish_many(
+    jetstream.publish_all(
         twice("ticket:created", ticket_payload(ticket_id, 0, title="v0"))
         + [e for v in (1, 2, 3) for e in twice("ticket:updated", ticket_payload(ticket_id, v, title=f"v{v}"))]
         + twice("expiration:complete", {"orderId": expiring.id})
@@ -72,7 +73,7 @@ def test_every_event_delivered_twice_changes_nothing_more(run_worker, jetstream,
     )
     wait_until(lambda: Order.objects.get(id=paid.id).status == OrderStatus.COMPLETE, message="the paid order")
     # The expiration service fires for the paid order too, twice, after the payment.
-    jetstream.publish_many(twice("expiration:complete", {"orderId": paid.id}))
+    jetstream.publish_all(twice("expiration:complete", {"orderId": paid.id}))
 
     for subject in LISTENED:
         jetstream.wait_settled(subject)
@@ -115,6 +116,7 @@ def test_poison_messages_are_set_aside_and_do_not_block_the_next_one(run_worker,
     assert Ticket.objects.count() == 1
 
 
+@pytest.mark.own_nats_server
 def test_orders_created_while_nats_is_down_reach_the_stream_once_it_is_back(
     run_worker, jetstream, nats_server, signed_in, make_ticket, caplog
 ):
@@ -178,7 +180,7 @@ def test_a_worker_killed_mid_burst_loses_nothing_and_applies_nothing_twice(worke
     # than a test could publish it, so this is the way to catch it under way.
     jetstream.ensure_streams()
     ticket_ids, events = ticket_burst(500, 4)
-    acks = jetstream.publish_many(events)
+    acks = jetstream.publish_all(events)["acks"]
 
     first = worker_process(**env)
     wait_until(lambda: applied_events() >= 30, timeout=30, message="the burst to be under way")
@@ -213,7 +215,7 @@ def test_sigterm_drains_and_exits_zero(worker_process, jetstream):
     first.wait_for_log("listening on")
     ticket_ids, events = ticket_burst(2000, 0)
 
-    jetstream.publish_many(events)
+    jetstream.publish_all(events)
     wait_until(lambda: Ticket.objects.count() >= 10, timeout=30, message="the burst to be under way")
     first.signal(signal.SIGTERM)
 

@@ -16,7 +16,8 @@ from messaging.events import Subject
 from messaging.jetstream import durable_name, ensure_consumer, ensure_streams, nats_servers
 from messaging.listener import Listener
 from messaging.models import FailedEvent
-from messaging.tests.harness import ticket_payload, wait_until
+from testsupport.testrun import ticket_payload
+from testsupport.waiting import wait_until
 from tickets_replica.listeners import on_ticket_created
 from tickets_replica.models import Ticket
 
@@ -151,7 +152,7 @@ def test_two_workers_share_the_durable_consumers(run_worker, jetstream):
     )
     ticket_ids = [new_object_id() for _ in range(200)]
 
-    jetstream.publish_many([("ticket:created", ticket_payload(t), t) for t in ticket_ids])
+    jetstream.publish_all([("ticket:created", ticket_payload(t), t) for t in ticket_ids])
 
     wait_until(lambda: Ticket.objects.count() == 200, timeout=30, message="200 tickets")
     jetstream.wait_settled(Subject.TICKET_CREATED)

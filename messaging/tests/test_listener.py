@@ -11,7 +11,8 @@ from messaging.events import Subject
 from messaging.jetstream import ensure_consumer
 from messaging.listener import Listener, Rejected, process_message, registered_listeners
 from messaging.models import FailedEvent
-from messaging.tests.harness import ticket_payload, wait_until
+from testsupport.testrun import ticket_payload
+from testsupport.waiting import wait_until
 from tickets_replica.models import Ticket
 
 pytestmark = [pytest.mark.nats, pytest.mark.django_db(transaction=True)]

@@ -10,9 +10,9 @@ from messaging.events import TicketRef
 from messaging.models import OutboxEvent
 from messaging.outbox import outbox_enqueue
 from messaging.relay import relay_once
-from messaging.tests.harness import wait_until
 from orders.models import Order
 from orders.services import order_cancel, order_create
+from testsupport.waiting import wait_until
 
 
 def all_sent() -> bool:

@@ -8,7 +8,7 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
-from messaging.tests.harness import ticket_payload
+from testsupport.testrun import ticket_payload
 
 pytestmark = pytest.mark.nats
 

@@ -17,8 +17,8 @@ from messaging import relay
 from messaging.events import OrderCancelled, OrderCreated
 from messaging.models import OutboxEvent
 from messaging.relay import publish_batch, relay_once
-from messaging.tests.harness import wait_until
 from orders.services import order_create
+from testsupport.waiting import wait_until
 
 pytestmark = pytest.mark.nats
 
@@ -104,6 +104,7 @@ def test_a_refused_event_holds_back_its_aggregate_only(transactional_db, jetstre
     assert [m.headers["Nats-Msg-Id"] for m in jetstream.messages("order:cancelled")] == [then.id]
 
 
+@pytest.mark.own_nats_server
 def test_nats_stopping_mid_batch_marks_only_the_acked_rows(transactional_db, jetstream, nats_server, monkeypatch):
     monkeypatch.setattr(settings, "NATS_PUBLISH_TIMEOUT_SECONDS", 1.0)
     rows = outbox_rows(400)

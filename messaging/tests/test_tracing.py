@@ -14,9 +14,10 @@ from core.ids import new_object_id
 from messaging.events import OrderCreated
 from messaging.models import OutboxEvent
 from messaging.relay import relay_once
-from messaging.tests.harness import ticket_payload, wait_until
 from orders.models import Order
 from orders.services import order_create
+from testsupport.testrun import ticket_payload
+from testsupport.waiting import wait_until
 from web.tests.tracing_support import (
     hex_ids,
     new_traceparent,

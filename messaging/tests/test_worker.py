@@ -10,8 +10,8 @@ from django.db import OperationalError
 
 from messaging.listener import run_db
 from messaging.observability import HEALTH
-from messaging.tests.harness import run_async
 from messaging.worker import Worker
+from testsupport.testrun import run_async
 from tickets_replica.models import Ticket
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -13,12 +13,13 @@ import pytest
 from django.utils import timezone
 
 from core.ids import new_object_id
-from messaging.embedded import free_port
 from messaging.models import FailedEvent
 from messaging.order_status import OrderStatus
-from messaging.tests.harness import WorkerProcess, ticket_payload, wait_until
 from orders.models import Order
 from orders.services import order_create
+from testsupport.processes import free_port
+from testsupport.testrun import WorkerProcess, ticket_payload
+from testsupport.waiting import wait_until
 from tickets_replica.models import Ticket
 from web.tests.test_observability import metric
 
@@ -40,8 +41,8 @@ def worker_process(nats_server, tmp_path):
     def start(**env: str) -> tuple[WorkerProcess, int]:
         port = free_port()
         worker = WorkerProcess(
+            tmp_path / f"worker-{len(started)}.log",
             nats_url=nats_server.url,
-            log_path=tmp_path / f"worker-{len(started)}.log",
             WORKER_METRICS_PORT=str(port),
             **env,
         ).start()
@@ -83,6 +84,7 @@ def test_metrics_count_events_orders_and_the_relay(worker_process, jetstream, ma
     assert 'orders_worker_consumer_ack_pending{subject="payment:created"}' in text
 
 
+@pytest.mark.own_nats_server
 def test_healthz_follows_nats_and_the_port_closes_on_sigterm(worker_process, nats_server):
     worker, port = worker_process(WORKER_NATS_DOWN_SECONDS="2")
     status, body = get(port, "/healthz")

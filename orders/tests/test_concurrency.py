@@ -11,8 +11,8 @@ from django.db import connection
 
 from messaging.models import OutboxEvent
 from messaging.order_status import ORDER_ACTIVE_STATUSES
-from messaging.tests.harness import wait_until
 from orders.models import IdempotencyKey, Order
+from testsupport.waiting import wait_until
 
 ALREADY_RESERVED = {"errors": [{"message": "Ticket is already reserved"}]}
 KEY_IN_PROGRESS = {"errors": [{"message": "A request with this Idempotency-Key is still in progress"}]}

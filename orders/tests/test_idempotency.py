@@ -15,11 +15,12 @@ from rest_framework.test import APIClient
 from core.ids import new_object_id
 from core.transactions import atomic
 from messaging.models import OutboxEvent
-from messaging.tests.harness import WorkerProcess, wait_until
 from messaging.worker import registered_periodic
 from orders import idempotency, services
 from orders.exceptions import IdempotencyKeyInProgress
 from orders.models import IdempotencyKey, Order, OrderStatus
+from testsupport.testrun import WorkerProcess
+from testsupport.waiting import wait_until
 from tickets_replica.models import Ticket
 
 pytestmark = pytest.mark.django_db
@@ -303,7 +304,7 @@ def test_the_purge_is_one_of_the_workers_periodic_tasks(settings):
 def test_run_listeners_purges_expired_keys(transactional_db, nats_server, tmp_path):
     expired, kept = make_key(age_seconds=7200), make_key(age_seconds=1)
     worker = WorkerProcess(
-        nats_url=nats_server.url, log_path=tmp_path / "run_listeners.log", IDEMPOTENCY_KEY_TTL_SECONDS="3600"
+        tmp_path / "run_listeners.log", nats_url=nats_server.url, IDEMPOTENCY_KEY_TTL_SECONDS="3600"
     ).start()
     try:
         wait_until(

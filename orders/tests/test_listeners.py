@@ -10,9 +10,9 @@ from core.ids import new_object_id
 from messaging.events import Subject
 from messaging.models import FailedEvent, OutboxEvent
 from messaging.order_status import OrderStatus
-from messaging.tests.harness import wait_until
 from orders.models import Order
 from orders.services import order_create
+from testsupport.waiting import wait_until
 
 pytestmark = pytest.mark.nats
 

@@ -18,8 +18,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.ids import new_object_id
-from messaging.embedded import free_port, nats_server_args
-from messaging.tests.harness import wait_until
+from messaging.embedded import nats_server_args
 from tests.deploy.test_k8s import containers, env, main_container, workloads
 from tests.reliability.support import (
     Bus,
@@ -30,6 +29,8 @@ from tests.reliability.support import (
     start_worker,
     wait_for_port,
 )
+from testsupport.processes import free_port
+from testsupport.waiting import wait_until
 from web.management.commands.mint_token import session_cookie_value
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,10 +8,10 @@ import time
 
 import yaml
 
-from messaging.tests.harness import wait_until
 from tests.deploy.conftest import POD_IP, PROMETHEUS_DIR, ObservedService, tool
 from tests.deploy.promql import metric_names
 from tests.deploy.test_k8s import env, main_container
+from testsupport.waiting import wait_until
 
 RULES = PROMETHEUS_DIR / "orders-alerts.yaml"
 RULE_TESTS = PROMETHEUS_DIR / "orders-alerts.test.yaml"

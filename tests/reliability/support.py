@@ -30,9 +30,10 @@ from django.conf import settings
 from nats.js.errors import NotFoundError
 
 from core.ids import new_object_id
-from messaging.embedded import free_port, nats_server_binary
+from messaging.embedded import nats_server_binary
 from messaging.jetstream import nats_servers
-from messaging.tests.harness import wait_until
+from testsupport.processes import free_port
+from testsupport.waiting import wait_until
 from web.management.commands.mint_token import session_cookie_value
 
 BASE_DIR = Path(settings.BASE_DIR)

@@ -13,7 +13,8 @@ import requests
 from core.ids import new_object_id
 from messaging.events import Subject
 from messaging.jetstream import durable_name
-from messaging.tests.harness import ticket_payload, wait_until
+from testsupport.testrun import ticket_payload
+from testsupport.waiting import wait_until
 from web.management.commands.mint_token import session_cookie_value
 
 from .support import (

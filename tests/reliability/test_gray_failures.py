@@ -10,7 +10,8 @@ from collections import Counter
 import pytest
 
 from core.ids import new_object_id
-from messaging.tests.harness import ticket_payload, wait_until
+from testsupport.testrun import ticket_payload
+from testsupport.waiting import wait_until
 
 from .support import (
     SERVICE_UNAVAILABLE,

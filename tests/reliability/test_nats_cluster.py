@@ -12,8 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from core.ids import new_object_id
-from messaging.tests.harness import ticket_payload, wait_until
 from tests.contract.published import assert_published_events_conform
+from testsupport.testrun import ticket_payload
+from testsupport.waiting import wait_until
 from web.management.commands.mint_token import session_cookie_value
 
 from .support import (

@@ -21,8 +21,9 @@ from core.ids import new_object_id
 from messaging.events import Subject
 from messaging.models import FailedEvent, OutboxEvent
 from messaging.order_status import ORDER_ACTIVE_STATUSES
-from messaging.tests.harness import ticket_payload, wait_until
 from orders.models import Order
+from testsupport.testrun import ticket_payload
+from testsupport.waiting import wait_until
 from tickets_replica.models import Ticket
 from web.management.commands.mint_token import session_cookie_value
 
@@ -143,6 +144,7 @@ def test_shuffled_ticket_events_survive_repeated_worker_sigkills(processes, env_
     )
 
 
+@pytest.mark.own_nats_server
 def test_orders_created_through_a_nats_outage_reach_the_stream_once(
     processes, env_for, nats_server, make_ticket, scale
 ):
@@ -167,8 +169,7 @@ def test_orders_created_through_a_nats_outage_reach_the_stream_once(
     creator.start()
     try:
         wait_until(lambda: len(results) >= 30, timeout=60, message="creates before the outage")
-        nats_server.process.kill()  # SIGKILL: no goodbye to the relay's connection
-        nats_server.process.wait()
+        nats_server.kill()  # SIGKILL: no goodbye to the relay's connection
         before_outage = len(results)
         time.sleep(scale.nats_outage_seconds)
         during_outage = len(results) - before_outage

@@ -17,7 +17,7 @@ import requests
 from django.conf import settings
 
 from core.ids import new_object_id
-from messaging.embedded import free_port
+from testsupport.processes import free_port
 from web.management.commands.mint_token import session_cookie_value
 
 REPO = Path(__file__).resolve().parents[2]

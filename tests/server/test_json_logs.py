@@ -26,7 +26,10 @@ def test_every_line_is_json_and_the_request_id_is_on_the_requests_lines(tmp_path
     access = next(line for line in mine if line["logger"] == "orders.access")
     assert '"GET /api/orders HTTP/1.1" 401' in access["message"]
     # An id the server made up is on its access line too.
-    assert [line["logger"] for line in lines if line["request_id"] == generated] == ["web.authentication", "orders.access"]
+    assert [line["logger"] for line in lines if line["request_id"] == generated] == [
+        "web.authentication",
+        "orders.access",
+    ]
     assert all({"time", "level", "logger", "message", "request_id"} <= set(line) for line in lines)
     # The server's own lines: JSON as well.
     assert any(line["message"].startswith("Listening at") for line in lines), lines[:5]

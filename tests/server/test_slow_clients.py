@@ -84,10 +84,18 @@ def test_slow_clients_do_not_starve_the_others(server):
     calls = {
         "healthz": (lambda s: s.get(f"{base}/healthz", timeout=REQUEST_TIMEOUT), 200),
         "list": (lambda s: s.get(f"{base}/api/orders", headers={"Cookie": cookie}, timeout=REQUEST_TIMEOUT), 200),
-        "get": (lambda s: s.get(f"{base}/api/orders/{new_object_id()}", headers={"Cookie": cookie}, timeout=REQUEST_TIMEOUT), 404),
+        "get": (
+            lambda s: s.get(
+                f"{base}/api/orders/{new_object_id()}", headers={"Cookie": cookie}, timeout=REQUEST_TIMEOUT
+            ),
+            404,
+        ),
         "post": (
             lambda s: s.post(
-                f"{base}/api/orders", json={"ticketId": new_object_id()}, headers={"Cookie": cookie}, timeout=REQUEST_TIMEOUT
+                f"{base}/api/orders",
+                json={"ticketId": new_object_id()},
+                headers={"Cookie": cookie},
+                timeout=REQUEST_TIMEOUT,
             ),
             404,
         ),

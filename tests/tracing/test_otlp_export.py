@@ -7,9 +7,10 @@ import requests
 
 from core.ids import new_object_id
 from devtools.otlp_sink import OtlpSink, ReceivedSpan
-from messaging.tests.harness import ticket_payload, wait_until
 from orders.models import Order
 from tests.reliability.support import Processes, database_under_test_url, service_env, start_api, start_worker
+from testsupport.testrun import ticket_payload
+from testsupport.waiting import wait_until
 from tickets_replica.models import Ticket
 from web.tests.tracing_support import new_traceparent, parse_traceparent, publish_traced
 

@@ -9,7 +9,8 @@ from django.core.management import call_command
 
 from core.ids import new_object_id
 from messaging.events import Subject
-from messaging.tests.harness import ticket_payload, wait_until
+from testsupport.testrun import ticket_payload
+from testsupport.waiting import wait_until
 from tickets_replica.models import Ticket
 
 pytestmark = [pytest.mark.nats, pytest.mark.django_db(transaction=True)]

@@ -19,8 +19,8 @@ from django.db import close_old_connections
 from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
-from messaging.embedded import free_port
 from orders.models import Order
+from testsupport.processes import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -81,9 +81,7 @@ def test_a_content_length_over_the_limit_is_413_even_when_the_body_is_short(sign
 
 
 @pytest.mark.parametrize("content_length", ["-5", "abc", "1e9", ""])
-def test_a_content_length_that_is_not_a_length_reads_no_body(
-    signed_in, make_ticket, content_length
-):
+def test_a_content_length_that_is_not_a_length_reads_no_body(signed_in, make_ticket, content_length):
     body = json.dumps({"ticketId": make_ticket().id}).encode()
 
     response = signed_in.generic("POST", "/api/orders", body, "application/json", CONTENT_LENGTH=content_length)

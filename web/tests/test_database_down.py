@@ -9,7 +9,7 @@ from django.db import connections
 from django.test import Client
 
 from core.ids import new_object_id
-from messaging.embedded import free_port
+from testsupport.processes import free_port
 
 UNAVAILABLE = {"errors": [{"message": "Service unavailable"}]}
 

@@ -35,7 +35,7 @@ def test_on_commit_runs_after_the_commit_only():
 def mongodb_alias():
     """A django-mongodb-backend connection to a MongoDB that is not there (none can run on this machine)."""
     base = pytest.importorskip("django_mongodb_backend.base")
-    from messaging.embedded import free_port
+    from testsupport.processes import free_port
 
     settings_dict = {
         **connections["default"].settings_dict,

@@ -152,9 +152,7 @@ def test_json_in_a_real_but_wrong_declared_charset_is_400(signed_in, charset):
 
 @pytest.mark.parametrize("charset", ["rot13", "base64", "zlib", "hex", "idna", "punycode", "undefined", "bogus"])
 @pytest.mark.parametrize("query", ["", "?x=1&y=%ff"])
-def test_a_declared_charset_that_cannot_decode_text_is_ignored(
-    signed_in, make_ticket, charset, query
-):
+def test_a_declared_charset_that_cannot_decode_text_is_ignored(signed_in, make_ticket, charset, query):
     ticket = make_ticket()
     content_type = f"application/json; charset={charset}"
 

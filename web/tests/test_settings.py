@@ -166,7 +166,7 @@ def test_manage_py_without_jwt_key_prints_only_why(env_without_jwt_key, command)
 
 
 def gunicorn(env: dict[str, str]) -> tuple[int, list[str]]:
-    from messaging.embedded import free_port
+    from testsupport.processes import free_port
 
     args = ["-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{free_port()}", "ticketing_orders.wsgi"]
     return run_to_exit(args, {**env, "HOME": env["DATA_DIR"], "WEB_CONCURRENCY": "1"})

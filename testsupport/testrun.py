@@ -1,46 +1,58 @@
-"""Test harness for the event plumbing: a JetStream client, the worker in a thread or a subprocess."""
+"""Support that needs the test run's Django settings: the test database's URL for a subprocess, the worker
+in a thread or as `run_listeners`, and a JetStream client callable from synchronous tests."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import nats
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.db import connection, connections
 from nats.js.errors import NotFoundError
 
 from core.ids import new_object_id
 from messaging.events import Subject
-from messaging.jetstream import durable_name, ensure_streams
+from messaging.jetstream import durable_name, ensure_streams, nats_servers
 from messaging.listener import Listener, registered_listeners
 from messaging.worker import Worker
+from testsupport.processes import Child
+from testsupport.waiting import wait_until
 
-BASE_DIR = Path(settings.BASE_DIR)
+
+def database_under_test_url() -> str:
+    """DATABASE_URL for a subprocess, pointing at the database this test run uses (by vendor, so a
+    wrapping backend such as an instrumented one is followed too)."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    if connection.vendor == "postgresql":
+        user = quote(db.get("USER") or "", safe="")
+        password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
+        port = f":{db['PORT']}" if db.get("PORT") else ""
+        return f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}{port}/{db['NAME']}"
+    raise NotImplementedError(f"no DATABASE_URL for {connection.vendor}")
 
 
-def wait_until(predicate: Callable[[], Any], *, timeout: float = 10, message: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(0.02)
+def ticket_payload(ticket_id: str, version: int = 0, *, title: str | None = None, price: float = 20) -> dict:
+    """A ticket:created / ticket:updated payload as the tickets service publishes it."""
+    return {
+        "id": ticket_id,
+        "version": version,
+        "title": title or f"concert v{version}",
+        "price": price,
+        "userId": "tickets-owner",
+    }
 
 
 def run_async(coro: Coroutine) -> Any:
@@ -55,78 +67,107 @@ def run_async(coro: Coroutine) -> Any:
     return asyncio.run(main())
 
 
-def ticket_payload(ticket_id: str, version: int = 0, *, title: str | None = None, price: float = 20) -> dict:
-    return {
-        "id": ticket_id,
-        "version": version,
-        "title": title or f"concert v{version}",
-        "price": price,
-        "userId": "tickets-owner",
-    }
+def encoded(payload: dict | bytes) -> bytes:
+    return payload if isinstance(payload, bytes) else json.dumps(payload).encode()
 
 
 class JetStream:
-    """A nats-py client on a loop of its own, callable from synchronous tests."""
+    """A nats-py client of every server of `url` (comma-separated) on a loop of its own, callable from
+    synchronous tests; it reconnects forever, quietly (the tests stop servers on purpose)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, name: str = "tests") -> None:
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="test-jetstream", daemon=True)
+        self.thread = threading.Thread(target=self.loop.run_forever, name=f"{name}-jetstream", daemon=True)
         self.thread.start()
 
         async def quiet(exc: Exception) -> None:
-            """The tests stop the server on purpose: no traceback for each reconnect attempt."""
+            """No traceback for each reconnect attempt."""
 
         self.client = self.call(
             nats.connect(
-                servers=[url],
+                servers=nats_servers(url),
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.2,
                 connect_timeout=2,
-                name="tests",
+                name=name,
                 error_cb=quiet,
             )
         )
         self.js = self.client.jetstream()
 
     def call(self, coro: Coroutine, *, timeout: float = 30) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(timeout)
+        except BaseException:
+            future.cancel()
+            raise
 
     def close(self) -> None:
         # process_message/relay_once called through `call` did their ORM work on asgiref's thread.
-        self.call(sync_to_async(connections.close_all, thread_sensitive=True)())
-        if not self.client.is_closed:
-            self.call(self.client.close())
+        with contextlib.suppress(Exception):
+            self.call(sync_to_async(connections.close_all, thread_sensitive=True)(), timeout=10)
+        with contextlib.suppress(Exception):
+            if not self.client.is_closed:
+                self.call(self.client.close(), timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
-        self.loop.close()
+        if not self.thread.is_alive():
+            self.loop.close()
 
     def publish(self, subject: str, payload: dict | bytes, *, msg_id: str | None = None):
         """Publish as another service would: JSON with a Nats-Msg-Id header. Returns the PubAck."""
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         headers = {"Nats-Msg-Id": msg_id or new_object_id()}
-        return self.call(self.js.publish(subject, data, headers=headers, timeout=5))
+        return self.call(self.js.publish(subject, encoded(payload), headers=headers, timeout=5))
+
+    def publish_all(
+        self,
+        events: Sequence[tuple[str, dict | bytes, str | None]],
+        *,
+        window: int = 64,
+        give_up_after: float = 120,
+        counts: dict[str, int] | None = None,
+    ) -> dict[str, int]:
+        """Publish (subject, payload, msg id or None) concurrently with a bounded window, re-sending a failed
+        publish with the same Nats-Msg-Id (the server drops a copy that did land) until it is acknowledged.
+
+        Returns (and keeps updating `counts`, for a watcher on another thread) {"published": n,
+        "retries": n, "duplicates": n, "acks": [PubAck in the order of `events`]}.
+        """
+        counts = counts if counts is not None else {}
+        for key in ("published", "retries", "duplicates"):
+            counts.setdefault(key, 0)
+        acks: list[Any] = [None] * len(events)
+
+        async def one(index: int, subject: str, payload: dict | bytes, msg_id: str | None, gate) -> None:
+            data, headers = encoded(payload), {"Nats-Msg-Id": msg_id or new_object_id()}
+            deadline = time.monotonic() + give_up_after
+            async with gate:
+                while True:
+                    try:
+                        ack = await self.js.publish(subject, data, headers=headers, timeout=2)
+                    except Exception:
+                        if time.monotonic() > deadline:
+                            raise
+                        counts["retries"] += 1
+                        await asyncio.sleep(0.2)
+                        continue
+                    acks[index] = ack
+                    counts["published"] += 1
+                    counts["duplicates"] += bool(ack.duplicate)
+                    return
+
+        async def burst() -> None:
+            gate = asyncio.Semaphore(window)
+            await asyncio.gather(*(one(i, *event, gate) for i, event in enumerate(events)))
+
+        self.call(burst(), timeout=give_up_after + 600)
+        counts["acks"] = acks
+        return counts
 
     def ensure_streams(self) -> dict:
         """What the worker does first: a stream capturing the six subjects (so publishing works)."""
         return self.call(ensure_streams(self.js))
-
-    def publish_many(self, events: list[tuple[str, dict | bytes, str | None]]) -> list:
-        """Publish a burst concurrently ((subject, payload, msg id or None) each); the PubAcks in order."""
-
-        async def burst():
-            return await asyncio.gather(
-                *(
-                    self.js.publish(
-                        subject,
-                        payload if isinstance(payload, bytes) else json.dumps(payload).encode(),
-                        headers={"Nats-Msg-Id": msg_id or new_object_id()},
-                        timeout=10,
-                    )
-                    for subject, payload, msg_id in events
-                )
-            )
-
-        return self.call(burst())
 
     def stream_name(self, subject: str) -> str:
         return self.call(self.js.find_stream_name_by_subject(subject))
@@ -137,21 +178,21 @@ class JetStream:
     def stream_info(self, name: str):
         return self.call(self.js.stream_info(name))
 
-    def messages(self, subject: str) -> list:
+    def messages(self, subject: str, *, stream: str | None = None) -> list:
         """Every message on the stream for `subject`, oldest first (RawStreamMsg: seq, data, headers)."""
 
         async def collect():
-            stream = await self.js.find_stream_name_by_subject(subject)
+            name = stream or await self.js.find_stream_name_by_subject(subject)
             found, seq = [], 1
             while True:
                 try:
-                    msg = await self.js.get_msg(stream, seq=seq, subject=subject, next=True)
+                    msg = await self.js.get_msg(name, seq=seq, subject=subject, next=True)
                 except NotFoundError:
                     return found
                 found.append(msg)
                 seq = msg.seq + 1
 
-        return self.call(collect())
+        return self.call(collect(), timeout=300)
 
     def payloads(self, subject: str) -> list[dict]:
         return [json.loads(m.data) for m in self.messages(subject)]
@@ -168,6 +209,15 @@ class JetStream:
             return found
 
         return self.call(names())
+
+    def delete_streams(self) -> None:
+        """Delete every stream (and so every consumer): a clean server for the next test."""
+
+        async def delete():
+            for info in await self.js.streams_info():
+                await self.js.delete_stream(info.config.name)
+
+        self.call(delete())
 
     def wait_settled(self, subject: Subject | str, *, timeout: float = 10):
         """Wait until the subject's consumer has delivered every message and holds no unacked one."""
@@ -227,73 +277,35 @@ class WorkerThread:
         assert self.error is None, f"the worker failed: {self.error!r}"
 
 
-def test_database_url() -> str:
-    """DATABASE_URL for a subprocess, pointing at the database this test run uses."""
-    db = connection.settings_dict
-    # Django's own engines or their django-prometheus wrappers.
-    if db["ENGINE"].endswith(".sqlite3"):
-        return f"sqlite:///{db['NAME']}"
-    if db["ENGINE"].endswith(".postgresql"):
-        user = quote(db.get("USER") or "", safe="")
-        password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
-        port = f":{db['PORT']}" if db.get("PORT") else ""
-        return f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}{port}/{db['NAME']}"
-    raise NotImplementedError(f"no DATABASE_URL for {db['ENGINE']}")
+LISTENER_LINE = re.compile(r" messaging\.listener (?:\[\S*\] )?(\w+) (\S+) seq=(\d+) ")
 
 
-test_database_url.__test__ = False  # a helper, not a test
+class WorkerProcess(Child):
+    """`python manage.py run_listeners` on the test database with the test settings, logging to a file."""
 
-LOG_LINE = re.compile(r" messaging\.listener (?:\[\S*\] )?(\w+) (\S+) seq=(\d+) ")
-
-
-class WorkerProcess:
-    """`python manage.py run_listeners` as a subprocess on the test database, logging to a file."""
-
-    def __init__(self, *, nats_url: str, log_path: Path, **env: str) -> None:
-        self.nats_url = nats_url
-        self.log_path = log_path
-        self.env = env
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> WorkerProcess:
-        env = {
+    def __init__(self, log_path: Path, *, nats_url: str, **env: str) -> None:
+        environment = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "ticketing_orders.settings_test",
-            "NATS_URL": self.nats_url,
-            "DATABASE_URL": test_database_url(),
+            "NATS_URL": nats_url,
+            "DATABASE_URL": database_under_test_url(),
             "LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
-            **self.env,
+            **env,
         }
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "run_listeners"], cwd=BASE_DIR, env=env, stdout=log, stderr=log
-            )
-        return self
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        super().__init__(
+            log_path.stem, [sys.executable, "manage.py", "run_listeners"], log_path=log_path, env=environment
+        )
 
     def wait_for_log(self, text: str, *, timeout: float = 20) -> None:
-        def seen():
+        def seen() -> bool:
             if text in self.log():
                 return True
-            assert self.process.poll() is None, f"run_listeners exited early:\n{self.log()[-3000:]}"
+            self.check_alive()
             return False
 
-        wait_until(seen, timeout=timeout, message=f"{text!r} in the worker's log")
+        wait_until(seen, timeout=timeout, message=f"{text!r} in {self.name}'s log")
 
     def outcomes(self) -> list[tuple[str, str, int]]:
         """(result, subject, stream sequence) of every message the log says was settled."""
-        return [(m[1], m[2], int(m[3])) for m in LOG_LINE.finditer(self.log())]
-
-    def signal(self, sig: signal.Signals) -> None:
-        self.process.send_signal(sig)
-
-    def wait(self, *, timeout: float = 20) -> int:
-        return self.process.wait(timeout)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        return [(m[1], m[2], int(m[3])) for m in LISTENER_LINE.finditer(self.log())]

@@ -1,0 +1,16 @@
+"""The real processes the tests and the benchmarks run, in one place.
+
+- `waiting`: wait for a condition or a port, bounded.
+- `processes`: a child process in a group of its own (`Child`), a set of them stopped together
+  (`Processes`), free ports, the CPU and memory of a process tree.
+- `nats`: a JetStream nats-server alone (`NatsServer`) or three clustered (`NatsCluster`).
+- `postgres`: a PostgreSQL cluster of the test's own (`PostgresServer`).
+- `netns`: a network namespace joined by a veth pair, for blackholes (`Netns`).
+- `service`: the service's own processes: its environment, `migrate`, the API server (granian or
+  gunicorn) and the worker (`run_listeners`).
+- `http`: the auth service's session cookie, raw HTTP framing, timed requests.
+
+These modules import nothing from Django, so `bench/` uses them outside any settings. What needs the
+test run's Django settings lives in `testsupport.testrun` (the in-process worker, the JetStream client,
+the test database's URL).
+"""

@@ -1,0 +1,192 @@
+"""Child processes that never outlive their test or benchmark, and what they cost (/proc)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (the kernel's pick)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Child:
+    """A subprocess in a session (process group) of its own, logging to a file; `stop()` always ends it all."""
+
+    def __init__(
+        self,
+        name: str,
+        args: Sequence[str],
+        *,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path = REPO,
+    ) -> None:
+        self.name = name
+        self.args = list(args)
+        self.log_path = log_path
+        self.env = env
+        self.cwd = cwd
+        self.process: subprocess.Popen | None = None
+        self.started = 0.0
+
+    def start(self) -> Child:
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.args,
+                cwd=self.cwd,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.started = time.perf_counter()
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def check_alive(self) -> None:
+        """Raise, with the end of its log, if the process has exited."""
+        if not self.alive():
+            code = self.process.returncode if self.process else None
+            raise RuntimeError(f"{self.name} exited with {code}:\n{self.log()[-3000:]}")
+
+    def signal(self, sig: signal.Signals) -> None:
+        self.process.send_signal(sig)
+
+    def wait(self, timeout: float = 20) -> int:
+        return self.process.wait(timeout)
+
+    def kill(self) -> int:
+        """SIGKILL to the whole group at once, the fault under test: no drain, no goodbye."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        return self.process.wait(10)
+
+    def stop(self, timeout: float = 5) -> int | None:
+        """SIGTERM (a graceful drain), then SIGKILL to the group: nothing it started outlives it."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+        return self.process.returncode
+
+
+class Processes:
+    """Every child a test (or a benchmark run) started, all stopped by `close()`, the last started first."""
+
+    def __init__(self, workdir: Path, *, cwd: Path = REPO) -> None:
+        self.workdir = workdir
+        self.cwd = cwd
+        self.children: list[Child] = []
+        self.cleanups: list[Callable[[], None]] = []
+
+    def start(self, name: str, args: Sequence[str], *, env: dict[str, str] | None = None) -> Child:
+        """Start `args` logging to WORKDIR/NAME.log (a restarted child appends to the same log)."""
+        child = Child(name, args, log_path=self.workdir / f"{name}.log", env=env, cwd=self.cwd)
+        self.children.append(child)
+        return child.start()
+
+    def stop(self, child: Child, timeout: float = 20) -> int | None:
+        code = child.stop(timeout)
+        with contextlib.suppress(ValueError):
+            self.children.remove(child)
+        return code
+
+    def close(self) -> None:
+        errors = []
+        # SIGTERM to all at once, so their shutdowns overlap; then each is waited for and its group killed.
+        for child in self.children:
+            if child.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.terminate()
+        for child in reversed(self.children):
+            try:
+                child.stop()
+            except Exception as exc:  # keep stopping the others
+                errors.append(exc)
+        self.children.clear()
+        for cleanup in reversed(self.cleanups):
+            try:
+                cleanup()
+            except Exception as exc:
+                errors.append(exc)
+        self.cleanups.clear()
+        if errors:
+            raise errors[0]
+
+
+# -- what a process tree costs ----------------------------------------------------------------------------
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: the fields start after the last ")".
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def process_tree(root: int) -> tuple[set[int], dict[int, list[str]]]:
+    """The pids of `root` and all its descendants, and every process's /proc/PID/stat fields."""
+    stats = {int(entry): fields for entry in os.listdir("/proc") if entry.isdigit() and (fields := _stat(int(entry)))}
+    tree, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, fields in stats.items():
+            if int(fields[1]) == parent and pid not in tree:
+                tree.add(pid)
+                frontier.append(pid)
+    return tree, stats
+
+
+def process_tree_cpu(root: int) -> float:
+    """CPU seconds (utime + stime) of `root` and all its descendants, plus the children it has reaped.
+
+    A server's worker that exits and is reaped moves its time into its parent's cutime/cstime, so the
+    sum stays continuous across worker restarts.
+    """
+    tree, stats = process_tree(root)
+    ticks = sum(int(stats[pid][11]) + int(stats[pid][12]) for pid in tree if pid in stats)
+    if root in stats:
+        ticks += int(stats[root][13]) + int(stats[root][14])
+    return ticks / CLOCK_TICKS
+
+
+def process_tree_rss(root: int) -> int:
+    """Resident bytes of `root` and every process below it (a server's main process and its workers)."""
+    total = 0
+    for pid in process_tree(root)[0]:
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
