@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import io
 import json
 import time
@@ -475,3 +476,36 @@ def test_mint_token_bearer_prints_a_bare_token_that_signs_in(order_of):
     token = out.getvalue().strip()
     assert jwt.decode(token, settings.JWT_KEY, algorithms=["HS256"])["id"] == "65f0c0ffee0000000000abcd"
     assert_signed_in_as(list_orders(HTTP_AUTHORIZATION=f"Bearer {token}"), order)
+
+
+def test_a_token_accepted_before_is_refused_once_the_key_has_changed(order_of, monkeypatch):
+    """Verified tokens are remembered per process (web.authentication.verified_claims), never past a change
+    of what verifies them: after a key rotation the old key's token is refused, the new key's accepted."""
+    from rest_framework_simplejwt.backends import TokenBackend
+
+    from web.authentication import SessionToken
+
+    order = order_of("user-1")
+    old = make_token()
+    assert_signed_in_as(list_orders(HTTP_COOKIE=session_cookie(old)), order)
+
+    rotated = TokenBackend("HS256", "rotated-key-0123456789abcdef0123456789", leeway=5)
+    monkeypatch.setattr(SessionToken, "_token_backend", rotated)
+    assert list_orders(HTTP_COOKIE=session_cookie(old)).json() == NOT_AUTHORIZED
+    new = make_token(key="rotated-key-0123456789abcdef0123456789")
+    assert_signed_in_as(list_orders(HTTP_COOKIE=session_cookie(new)), order)
+
+
+def test_an_expired_token_is_refused_even_when_it_was_accepted_before(order_of, monkeypatch):
+    order = order_of("user-1")
+    token = make_token(
+        {"id": "user-1", "email": "user-1@test.com", "iat": int(time.time()), "exp": int(time.time()) + 60}
+    )
+    assert_signed_in_as(list_orders(HTTP_COOKIE=session_cookie(token)), order)
+
+    later = time.time() + 120  # past exp and the 5 s leeway
+    monkeypatch.setattr(
+        "rest_framework_simplejwt.tokens.aware_utcnow", lambda: dt.datetime.fromtimestamp(later, dt.UTC)
+    )
+    monkeypatch.setattr("web.authentication.aware_utcnow", lambda: dt.datetime.fromtimestamp(later, dt.UTC))
+    assert list_orders(HTTP_COOKIE=session_cookie(token)).json() == NOT_AUTHORIZED
