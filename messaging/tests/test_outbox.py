@@ -25,6 +25,27 @@ def test_outbox_enqueue_refuses_to_run_outside_a_transaction(transactional_db):
     assert not OutboxEvent.objects.exists()
 
 
+def test_the_outbox_row_written_by_sql_is_the_row_the_orm_writes(db, monkeypatch):
+    """The hand-written INSERT (SQLite, PostgreSQL) against the ORM's create (the path MongoDB takes)."""
+    from messaging import outbox
+    from messaging.events import OrderCancelled
+
+    event = OrderCancelled(id="65f0c0ffee0000000000abcd", version=2, ticket={"id": "65f0c0ffee0000000000dcba"})
+    with transaction.atomic():
+        by_sql = outbox_enqueue(event=event)
+        monkeypatch.setattr(outbox, "SQL_VENDORS", frozenset())
+        by_orm = outbox_enqueue(event=event)
+
+    fields = ["subject", "payload", "sent_at", "trace_context"]
+    stored = {row["id"]: row for row in OutboxEvent.objects.values("id", "created_at", *fields)}
+    assert {name: stored[by_sql.id][name] for name in fields} == {name: stored[by_orm.id][name] for name in fields}
+    assert stored[by_sql.id]["payload"] == event.to_payload()
+    assert abs(stored[by_sql.id]["created_at"] - stored[by_orm.id]["created_at"]).total_seconds() < 5
+    # What the caller gets back is the row as stored.
+    assert (by_sql.subject, by_sql.payload, by_sql.sent_at) == (event.subject.value, event.to_payload(), None)
+    assert OutboxEvent.objects.filter(payload__id=event.id).count() == 2  # a JSON document, not a string
+
+
 def test_an_event_is_not_written_when_its_change_rolls_back(db, make_ticket):
     ticket = make_ticket()
 
