@@ -39,7 +39,7 @@ def served(result: dict, wanted: int | None = None, pg: bool = False) -> dict:
 def ab_figures(title: str, db: Database, results: Rounds, unit: tuple[str, str], judge: Callable) -> list[Figure]:
     """Per measure and variant after the first: medians of the rounds and of their ratios to the first's rounds;
     `judge(variant, what, cpu_ratio, unexpected)` gives (target, met, extra text)."""
-    figures, (base_name, base), (per, cpu_unit) = [], next(iter(results.items())), unit
+    figures, (base_name, base), (rate_unit, cpu_unit) = [], next(iter(results.items())), unit
     for what, base_rounds in base.items():
         base_cpu, base_rate = (statistics.median(r[k] for r in base_rounds) for k in ("cpu", "rate"))
         for variant, mine in list(results.items())[1:]:
@@ -56,7 +56,7 @@ def ab_figures(title: str, db: Database, results: Rounds, unit: tuple[str, str],
                 else ""
             )
             measured = (
-                f"{rate:,.0f} {per}/s, {num(cpu)} {cpu_unit} CPU/{per}{pg} (median of {len(rounds)} rounds; CPU ratio "
+                f"{rate:,.0f} {rate_unit}, {num(cpu)} {cpu_unit}{pg} (median of {len(rounds)} rounds; CPU ratio "
                 f"per round {', '.join(f'{r:.2f}' for r in cpu_ratios)}){extra}"
                 + (f", **{unexpected} unexpected answers**" if unexpected else "")
             )
@@ -65,9 +65,9 @@ def ab_figures(title: str, db: Database, results: Rounds, unit: tuple[str, str],
                     f"{title}, {what}: {variant}",
                     db.label,
                     measured,
-                    f"{base_name}: {base_rate:,.0f} {per}/s, {num(base_cpu)} {cpu_unit} CPU/{per}",
+                    f"{base_name}: {base_rate:,.0f} {rate_unit}, {num(base_cpu)} {cpu_unit}",
                     rate_ratio,
-                    f"{rate_ratio:.0%} {per}/s, {cpu_ratio:.2f}x CPU/{per}",
+                    f"{rate_ratio:.0%} {rate_unit}, {cpu_ratio:.2f}x {cpu_unit.split()[-1]}",
                     target,
                     met,
                     {"rate": rate, "cpu": cpu, "cpu_ratio": cpu_ratio, "cpu_ratios": cpu_ratios, "rounds": rounds},
@@ -135,7 +135,7 @@ def tracing(run: Run, db: Database) -> list[Figure]:
         met = cpu_ratio <= bound and not unexpected
         return f"<= {bound:.2f}x CPU/req (1.05, or the A/A's upper quartile)", met, ""
 
-    return ab_figures("Tracing A/B", db, results, ("req", "ms"), judge)
+    return ab_figures("Tracing A/B", db, results, ("req/s", "ms CPU/req"), judge)
 
 
 def idempotency(run: Run, db: Database) -> list[Figure]:
@@ -162,7 +162,7 @@ def idempotency(run: Run, db: Database) -> list[Figure]:
         post(kind, 500, 1)
     per_round = tickets // (2 * (count + 1))
     results = in_turns(list(keys), lambda kind: {"POST /api/orders": post(kind, per_round, seconds)}, count)
-    return ab_figures("Idempotency-Key", db, results, ("req", "ms"), lambda *_: ("measured", None, ""))
+    return ab_figures("Idempotency-Key", db, results, ("req/s", "ms CPU/req"), lambda *_: ("measured", None, ""))
 
 
 def decode(run: Run, db: Database) -> list[Figure]:
@@ -171,12 +171,12 @@ def decode(run: Run, db: Database) -> list[Figure]:
     spec, code = run.ab("29d148c")
     env = run.env(db.scratch("decode"))
     events, count = (2000, 3) if run.quick else (20_000, 9)
-    rounds = run.django(env, "decode", baseline=str(code / "messaging" / "events.py"), events=events, rounds=count)
+    rounds = run.django(env, "decode", baseline=str(code), events=events, rounds=count)
     results = {
-        f"messaging/events.py of {spec}": {"decode": rounds["baseline"]},
-        "this code": {"decode": rounds["ours"]},
+        f"messaging/events.py of {spec}": {"parse_event": rounds["baseline"]},
+        "this code": {"parse_event": rounds["ours"]},
     }
-    return ab_figures("Event decode", db, results, ("events", "µs"), lambda *_: ("measured", None, ""))
+    return ab_figures("Event decode", db, results, ("events/s", "µs CPU/event"), lambda *_: ("measured", None, ""))
 
 
 AB_SCENARIOS: dict[str, Callable[[Run, Database], list[Figure]]] = {

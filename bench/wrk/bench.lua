@@ -90,7 +90,8 @@ function response(status, headers, body)
    if status >= 200 and status < 300 then c2xx = c2xx + 1 end
    if status == 201 then
       c201, last201 = c201 + 1, now()
-      if headers["Idempotent-Replayed"] == "true" then c_replayed = c_replayed + 1 end
+      -- granian sends header names in lower case, gunicorn as the application wrote them
+      if (headers["idempotent-replayed"] or headers["Idempotent-Replayed"]) == "true" then c_replayed = c_replayed + 1 end
    elseif status == 400 then
       c400 = c400 + 1
       if body:find("already reserved", 1, true) then c_reserved = c_reserved + 1 end

@@ -174,12 +174,14 @@ def latency(nats: str, orders: int, interval: float, burst: int) -> dict:
 
 def decode(baseline: str, events: int, rounds: int) -> dict:
     """Events/s and µs of CPU per event of parse_event on the worker's mix (mostly ticket events, some of every
-    other subject), this code's and that of the file `baseline` (an older messaging/events.py), in turns."""
+    other subject), this code's and that of the checkout `baseline` (its messaging/events.py), in turns."""
     from messaging import events as ours
 
     theirs = importlib.util.module_from_spec(importlib.util.spec_from_loader("baseline_events", loader=None))
     sys.modules[theirs.__name__] = theirs  # dataclasses look their module up while building the classes
-    exec(compile(Path(baseline).read_text(), baseline, "exec"), theirs.__dict__)  # noqa: S102 (our own history)
+    sys.path.append(baseline)  # what it imports from modules this code no longer has
+    source = Path(baseline, "messaging", "events.py")
+    exec(compile(source.read_text(), source, "exec"), theirs.__dict__)  # noqa: S102 (our own history)
     batch = []
     for n in range(events):
         ticket = {"id": f"{n:024x}", "version": n % 9, "title": f"concert {n}", "price": 20 + n % 7 / 2, "userId": "u1"}
