@@ -24,8 +24,7 @@ from testsupport.processes import Child, Processes, process_cpu, process_tree_cp
 REPO = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 # The benchmarks sign their own cookies and never talk to a real auth service.
-JWT_KEY = "bench-only-jwt-key-not-secret-0123456789abcdef"
-SECRET_KEY = "bench-only-django-secret-key-not-secret-0123456789abcdef"  # noqa: S105
+KEYS = {"jwt_key": "bench-only-jwt-key-not-secret-0123456789abcdef", "secret_key": "bench-only-django-not-secret"}
 PREFIX = "bench_hb_"
 
 
@@ -34,7 +33,7 @@ def log(message: str) -> None:
 
 
 def cookie(user_id: str) -> str:
-    return http.session_cookie(user_id, jwt_key=JWT_KEY, email=f"{user_id}@bench.test")
+    return http.session_cookie(user_id, jwt_key=KEYS["jwt_key"], email=f"{user_id}@bench.test")
 
 
 def object_id(prefix: str, n: int) -> str:
@@ -42,10 +41,9 @@ def object_id(prefix: str, n: int) -> str:
     return f"{prefix}{n:0{24 - len(prefix)}x}"
 
 
-def post_lines(tickets: str, users: str, count: int, key: Callable[[int], str] | None = None) -> Iterator[str]:
-    """wrk's POST lines (bench.lua): each ticket once, each by a buyer of its own, with `key(n)` if given."""
-    for n in range(count):
-        yield f"{object_id(tickets, n)}\t{cookie(object_id(users, n))}" + (f"\t{key(n)}" if key else "")
+def post_lines(tickets: str, users: str, count: int) -> Iterator[str]:
+    """wrk's POST lines (bench.lua): each ticket once, each by a buyer of its own."""
+    return (f"{object_id(tickets, n)}\t{cookie(object_id(users, n))}" for n in range(count))
 
 
 def lines_file(path: Path, lines: Iterable[str], count: int | None = None) -> str:
@@ -184,17 +182,9 @@ class Run:
 
     def env(self, database_url: str, nats_url: str = "nats://127.0.0.1:9", **extra: str) -> dict[str, str]:
         """The environment a deployment gives the service, pointed at scratch resources, the bench site on its path."""
-        (self.workdir / "data").mkdir(exist_ok=True)
-        path = os.pathsep.join([str(self.code), str(HERE / "site")])
-        extra = {"PYTHONPATH": path, "LOG_LEVEL": "WARNING", **extra}
-        return service.service_env(
-            database_url=database_url,
-            data_dir=self.workdir / "data",
-            jwt_key=JWT_KEY,
-            secret_key=SECRET_KEY,
-            nats_url=nats_url,
-            **extra,
-        )
+        (data := self.workdir / "data").mkdir(exist_ok=True)
+        extra = {"PYTHONPATH": f"{self.code}{os.pathsep}{HERE / 'site'}", "LOG_LEVEL": "WARNING", **extra}
+        return service.service_env(database_url=database_url, nats_url=nats_url, data_dir=data, **KEYS, **extra)
 
     def django(self, env: dict[str, str], command: str, timeout: float = 1800, **args: Any) -> Any:
         """`python -m benchsite.tools COMMAND JSON` on the code: its JSON answer."""
