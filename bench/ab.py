@@ -26,14 +26,10 @@ def in_turns(variants: list[str], measure: Callable[[str], dict[str, dict]], cou
 
 def served(result: dict, wanted: int | None = None, pg: bool = False) -> dict:
     """A wrk result as a round's figures: req/s, ms of CPU a request, the answers other than `wanted` (2xx)."""
-    per = 1000 / max(result["requests"], 1)
-    unexpected = result["requests"] - (result["c2xx"] if wanted is None else wanted)
-    return {
-        "rate": result["rate"],
-        "cpu": result["cpu_s"] * per,
-        "unexpected": unexpected,
-        "requests": result["requests"],
-    } | ({"pg": result["pg_cpu_s"] * per} if pg else {})
+    per, requests = 1000 / max(result["requests"], 1), result["requests"]
+    out = {"rate": result["rate"], "cpu": result["cpu_s"] * per, "requests": requests}
+    out["unexpected"] = requests - (result["c2xx"] if wanted is None else wanted)
+    return out | ({"pg": result["pg_cpu_s"] * per} if pg else {})
 
 
 def ab_figures(title: str, db: Database, results: Rounds, unit: tuple[str, str], judge: Callable) -> list[Figure]:
@@ -50,13 +46,11 @@ def ab_figures(title: str, db: Database, results: Rounds, unit: tuple[str, str],
             cpu, rate = (statistics.median(r[k] for r in rounds) for k in ("cpu", "rate"))
             unexpected = sum(r.get("unexpected", 0) for r in [*rounds, *base_rounds])
             target, met, extra = judge(variant, what, cpu_ratio, unexpected)
-            pg = (
-                f", PostgreSQL backends {num(statistics.median(r['pg'] for r in rounds))} ms"
-                if "pg" in rounds[0]
-                else ""
-            )
+            pg = statistics.median(r.get("pg", 0) for r in rounds)
             measured = (
-                f"{rate:,.0f} {rate_unit}, {num(cpu)} {cpu_unit}{pg} (median of {len(rounds)} rounds; CPU ratio "
+                f"{rate:,.0f} {rate_unit}, {num(cpu)} {cpu_unit}"
+                + (f", PostgreSQL backends {num(pg)} ms" if "pg" in rounds[0] else "")
+                + f" (median of {len(rounds)} rounds; CPU ratio "
                 f"per round {', '.join(f'{r:.2f}' for r in cpu_ratios)}){extra}"
                 + (f", **{unexpected} unexpected answers**" if unexpected else "")
             )
