@@ -104,7 +104,8 @@ function response(status, headers, body)
    -- One connection per thread in flash mode, so this answer is for the ticket just asked for:
    -- taken (by us or by someone else), it leaves this buyer's pool.
    if mode == "flash" and current ~= nil and (status == 201 or status == 400) then
-      pool[current], pool[#pool], current = pool[#pool], nil, nil
+      pool[current] = pool[#pool]
+      pool[#pool], current = nil, nil
       if #pool == 0 then
          local f = io.open(done_file, "a")
          f:write(tid, "\n")
