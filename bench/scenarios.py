@@ -60,7 +60,7 @@ def stopped(run: Run, worker: Child) -> str:
     """SIGTERM to the worker once it is up (its metrics port open: its signal handlers in place) and has lived a
     little: what to add to the figure if it did not exit 0."""
     with contextlib.suppress(WaitTimeout):  # a checkout of before the worker's metrics port: the age alone
-        wait_until(lambda: port_open(worker.metrics_port), timeout=30, message=f"{worker.name}'s metrics port")
+        wait_until(lambda: port_open(worker.metrics_port), timeout=15, message=f"{worker.name}'s metrics port")
     code = run.stop(worker, min_age=1 if run.quick else 3)
     return f"; **run_listeners exited {code} on SIGTERM**" if code else ""
 
