@@ -429,36 +429,20 @@ def versus_baseline(ours: list[Figure], theirs: list[Figure], suffix: str) -> li
     for figure in ours:
         if (other := baseline.get(figure.scenario)) is None:
             continue
-        mine, them = figure.numbers, other.numbers
-        if "cpu_ms" in mine:
-            ratio, rate = mine["cpu_ms"] / them["cpu_ms"], mine["rate"] / them["rate"]
-            figures.append(
-                Figure(
-                    f"{figure.scenario}: CPU/req against{suffix}",
-                    figure.database,
-                    f"{num(mine['cpu_ms'])} ms CPU/req, {mine['rate']:.0f} req/s",
-                    f"{name}: {num(them['cpu_ms'])} ms CPU/req, {them['rate']:.0f} req/s",
-                    ratio,
-                    f"{ratio:.2f}x CPU/req, {rate:.2f}x req/s",
-                    "<= 0.70x CPU/req",
-                    ratio <= 0.70,
-                    {"cpu_ratio": ratio, "rate_ratio": rate, "cpu_target": 0.70},
-                )
-            )
-        elif "sell_out_s" in mine:
-            theirs_s = them["sell_out_s"]
-            ratio = mine["sell_out_s"] / theirs_s if theirs_s == theirs_s and theirs_s else float("nan")
-            figures.append(
-                Figure(
-                    f"{figure.scenario}: sell-out against{suffix}",
-                    figure.database,
-                    f"sold out in {num(mine['sell_out_s'])} s, {mine['c201']} x 201, {mine['c5xx']} x 5xx",
-                    f"{name}: {num(theirs_s)} s, {them['c201']} x 201, {them['c5xx']} x 5xx",
-                    ratio,
-                    f"{ratio:.2f}x the time",
-                    "faster, exactly the pool, no 5xx",
-                    bool(figure.met) and ratio < 1,
-                    {"time_ratio": ratio},
-                )
-            )
+        pair = (figure.numbers, other.numbers)
+        if "cpu_ms" in figure.numbers:
+            ratio, rate = (pair[0][key] / pair[1][key] for key in ("cpu_ms", "rate"))
+            mine, them = (f"{num(n['cpu_ms'])} ms CPU/req, {n['rate']:.0f} req/s" for n in pair)
+            what, label = "CPU/req", f"{ratio:.2f}x CPU/req, {rate:.2f}x req/s"
+            target, met = "<= 0.70x CPU/req", ratio <= 0.70
+            numbers = {"cpu_ratio": ratio, "rate_ratio": rate, "cpu_target": 0.70}
+        elif "sell_out_s" in figure.numbers:
+            ratio = pair[0]["sell_out_s"] / pair[1]["sell_out_s"] if pair[1]["sell_out_s"] else float("nan")
+            mine, them = (f"{num(n['sell_out_s'])} s, {n['c201']} x 201, {n['c5xx']} x 5xx" for n in pair)
+            mine, label, target = f"sold out in {mine}", f"{ratio:.2f}x the time", "faster, exactly the pool, no 5xx"
+            what, met, numbers = "sell-out", bool(figure.met) and ratio < 1, {"time_ratio": ratio}
+        else:
+            continue
+        scenario = f"{figure.scenario}: {what} against{suffix}"
+        figures.append(Figure(scenario, figure.database, mine, f"{name}: {them}", ratio, label, target, met, numbers))
     return figures
