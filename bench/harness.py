@@ -1,50 +1,39 @@
-"""What every scenario shares: child processes, scratch databases, nats-server, /proc CPU, wrk, figures."""
+"""What the scenarios share: a run's code and processes, scratch databases, wrk, figures."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-REPO = Path(__file__).resolve().parent.parent
-# The bench-only Django side (settings with the bare route, seeding, the latency driver); it imports the
-# code under test, which comes first on the children's PYTHONPATH.
-SITE = Path(__file__).resolve().parent / "site"
-WRK_SCRIPT = Path(__file__).resolve().parent / "wrk" / "bench.lua"
-# The benchmarks sign their own cookies and never talk to a real auth service.
-JWT_KEY = "bench-only-jwt-key-not-secret-0123456789abcdef"
-SECRET_KEY = "bench-only-django-secret-key-not-secret-0123456789abcdef"  # noqa: S105
-DB_PREFIX = "bench_hb_"
+from testsupport import http, postgres, service
+from testsupport.nats import NatsServer
+from testsupport.processes import Child, Processes, process_cpu, process_tree_cpu
 
-sys.path.insert(0, str(REPO))
-from messaging.embedded import nats_server_args  # noqa: E402
-from testsupport.processes import free_port  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+# The benchmarks sign their own cookies and never talk to a real auth service.
+KEYS = {"jwt_key": "bench-only-jwt-key-not-secret-0123456789abcdef", "secret_key": "bench-only-django-not-secret"}
+PREFIX = "bench_hb_"
 
 
 def log(message: str) -> None:
     print(f"# {message}", file=sys.stderr, flush=True)
 
 
-def session_cookie(user_id: str) -> str:
-    """The auth service's cookie (contract section 3): base64 JSON {"jwt": HS256 token}."""
-    import jwt
-
-    token = jwt.encode({"id": user_id, "email": f"{user_id}@bench.test", "iat": int(time.time())}, JWT_KEY, "HS256")
-    return "session=" + base64.b64encode(json.dumps({"jwt": token}).encode()).decode()
+def cookie(user_id: str) -> str:
+    return http.session_cookie(user_id, jwt_key=KEYS["jwt_key"], email=f"{user_id}@bench.test")
 
 
 def object_id(prefix: str, n: int) -> str:
@@ -52,7 +41,21 @@ def object_id(prefix: str, n: int) -> str:
     return f"{prefix}{n:0{24 - len(prefix)}x}"
 
 
-# --- results ---------------------------------------------------------------------------------------
+def post_lines(tickets: str, users: str, count: int) -> Iterator[str]:
+    """wrk's POST lines (bench.lua): each ticket once, each by a buyer of its own."""
+    return (f"{object_id(tickets, n)}\t{cookie(object_id(users, n))}" for n in range(count))
+
+
+def lines_file(path: Path, lines: Iterable[str], count: int | None = None) -> str:
+    path.write_text("\n".join(line for _, line in zip(range(count or 10**9), lines, strict=False)) + "\n")
+    return str(path)
+
+
+def num(value: float) -> str:
+    """Three significant figures, at most two decimals."""
+    if value != value:  # NaN
+        return "-"
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
 
 
 @dataclass
@@ -70,133 +73,35 @@ class Figure:
     numbers: dict[str, Any] = field(default_factory=dict)
 
 
-# --- processes -------------------------------------------------------------------------------------
-
-
-class Child:
-    """A subprocess in a process group of its own, logging to a file; `stop()` always ends it."""
-
-    def __init__(self, name: str, args: Sequence[str], *, env: dict[str, str], cwd: Path, log_dir: Path) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self.started = time.perf_counter()
-        with open(self.log_path, "ab") as out:
-            self.process = subprocess.Popen(
-                list(args), cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log_tail(self, chars: int = 3000) -> str:
-        with contextlib.suppress(OSError):
-            return self.log_path.read_text(errors="replace")[-chars:]
-        return ""
-
-    def check_alive(self) -> None:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-
-    def kill(self) -> None:
-        """SIGKILL the whole group at once: a crash, not a shutdown."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self, timeout: float = 20) -> int | None:
-        """SIGTERM (a graceful drain), then SIGKILL to the group."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=timeout)
-        # Nothing of its group (the server's workers with their main process) outlives the benchmark.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=5)
-        return self.process.returncode
-
-
-def wait_until(check: Callable[[], Any], *, timeout: float, what: str, every: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError, ConnectionError):
-            if value := check():
-                return value
-        time.sleep(every)
-    raise RuntimeError(f"{what}: not within {timeout:.0f} s")
-
-
-def port_open(port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
-        return True
-    return False
-
-
-# --- CPU from /proc --------------------------------------------------------------------------------
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _stat(pid: int) -> list[str] | None:
+@contextlib.contextmanager
+def checkout(spec: str, workdir: Path) -> Iterator[Path]:
+    """A checkout's directory, or a detached git worktree of the revision `spec`, removed after."""
+    if Path(spec).is_dir():
+        yield Path(spec).resolve()
+        return
+    path = workdir / f"checkout-{spec.replace('/', '_')}"
+    subprocess.run(["git", "worktree", "add", "--detach", str(path), spec], cwd=REPO, check=True, capture_output=True)
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name may hold spaces and parentheses: the fields start after the last ")".
-    return raw[raw.rindex(")") + 2 :].split()
+        yield path
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=REPO, capture_output=True)
 
 
-def process_tree_cpu(root: int) -> float:
-    """CPU seconds (utime + stime) of `root` and all its descendants, plus the children it has reaped.
-
-    A server's worker that exits and is reaped moves its time into its parent's cutime/cstime, so the
-    sum stays continuous across worker restarts.
-    """
-    parents: dict[int, int] = {}
-    stats: dict[int, list[str]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (fields := _stat(int(entry))):
-            stats[int(entry)] = fields
-            parents[int(entry)] = int(fields[1])
-    tree, frontier = {root}, [root]
-    while frontier:
-        parent = frontier.pop()
-        for pid, ppid in parents.items():
-            if ppid == parent and pid not in tree:
-                tree.add(pid)
-                frontier.append(pid)
-    ticks = sum(int(stats[pid][11]) + int(stats[pid][12]) for pid in tree if pid in stats)
-    if root in stats:
-        ticks += int(stats[root][13]) + int(stats[root][14])
-    return ticks / CLOCK_TICKS
-
-
-def postgres_backends_cpu(database: str) -> dict[int, float]:
-    """CPU seconds of each PostgreSQL backend serving `database` (by its process title), by pid."""
+def postgres_cpu(database: str) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving `database` (found by its process title), by pid."""
     out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            title = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        # "postgres: [<cluster name>:] <user> <database> 127.0.0.1(port) idle"
-        parts = title.split()
-        if parts[:1] == ["postgres:"] and database in parts[1:4] and (fields := _stat(int(entry))):
-            out[int(entry)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            # "postgres: [<cluster name>:] <user> <database> 127.0.0.1(port) idle"
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").split()
+            if title[:1] == ["postgres:"] and database in title[1:4]:
+                out[int(pid)] = process_cpu(int(pid))
     return out
-
-
-# --- databases -------------------------------------------------------------------------------------
 
 
 @dataclass
 class Database:
-    """One database engine for a run: a migrated template, cloned into a scratch database per scenario."""
+    """One engine of a run: a migrated template, copied into a scratch database bench_hb_<purpose>_<pid> per use."""
 
     kind: str  # "sqlite" or "postgres"
     admin_url: str
@@ -210,230 +115,108 @@ class Database:
 
     def url(self, name: str) -> str:
         if self.kind == "sqlite":
-            return f"sqlite:///{self.workdir / (name + '.sqlite3')}"
-        parts = urlsplit(self.admin_url)
-        return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, ""))
+            return f"sqlite:///{self.workdir / name}.sqlite3"
+        return urlunsplit(urlsplit(self.admin_url)._replace(path=f"/{name}"))
 
-    def _admin(self):
+    def _admin(self, *statements: str) -> list[list[tuple] | None]:
         import psycopg
 
         for attempt in range(30):  # a shared server may be out of connection slots for a moment
             try:
-                return psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10)
+                with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10) as conn:
+                    return [(c := conn.execute(s)).description and c.fetchall() for s in statements]  # type: ignore[arg-type]
             except psycopg.OperationalError:
                 if attempt == 29:
                     raise
                 time.sleep(1)
-        return None
+        return []
+
+    def drop(self, names: list[str]) -> None:
+        for name in names:
+            for suffix in ("", "-wal", "-shm"):
+                (self.workdir / f"{name}.sqlite3{suffix}").unlink(missing_ok=True)
+        if self.kind == "postgres" and names:
+            self._admin(*(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in names))
+        self.created = [n for n in self.created if n not in names]
 
     def drop_leftovers(self) -> None:
-        """Scratch databases of runs that were killed before they could drop theirs."""
-        if self.kind != "postgres":
-            return
-        with self._admin() as conn:
-            for (name,) in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", [DB_PREFIX + "%"]):
-                pid = name.rsplit("_", 1)[-1]
-                if pid.isdigit() and not Path(f"/proc/{pid}").exists():
-                    log(f"dropping {name}, left by an interrupted run")
-                    self._drop(conn, name)
-
-    @staticmethod
-    def _drop(conn, name: str) -> None:
-        from psycopg import sql
-
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        """Scratch databases of runs killed before they could drop theirs (their pid is gone)."""
+        if self.kind == "postgres":
+            (rows,) = self._admin("SELECT datname FROM pg_database WHERE datname LIKE 'bench_hb_%'")
+            pid = [(name, name.rsplit("_", 1)[-1]) for (name,) in rows or []]
+            self.drop([name for name, p in pid if p.isdigit() and not Path(f"/proc/{p}").exists()])
 
     def scratch(self, purpose: str) -> str:
-        """A fresh copy of the migrated template, named bench_hb_<purpose>_<pid>; its URL."""
-        name = f"{DB_PREFIX}{purpose}_{os.getpid()}"
-        if self.kind == "sqlite":
-            target = self.workdir / f"{name}.sqlite3"
-            if self.template:
-                shutil.copyfile(self.workdir / f"{self.template}.sqlite3", target)
-            return self.url(name)
-        from psycopg import sql
-
-        with self._admin() as conn:
-            self._drop(conn, name)
-            statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-            if self.template:
-                statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(self.template))
-            conn.execute(statement)
+        """A fresh copy of the migrated template (an empty database before there is one): its URL."""
+        name = f"{PREFIX}{purpose}_{os.getpid()}"
+        self.drop([name])
+        if self.kind == "postgres":
+            self._admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{self.template}"' if self.template else ""))
+        elif self.template:
+            shutil.copyfile(self.workdir / f"{self.template}.sqlite3", self.workdir / f"{name}.sqlite3")
         self.created.append(name)
         return self.url(name)
 
-    def release(self, url: str) -> None:
-        if self.kind == "sqlite":
-            for suffix in ("", "-wal", "-shm"):
-                Path(urlsplit(url).path + suffix).unlink(missing_ok=True)
-            return
-        name = urlsplit(url).path.lstrip("/")
-        with self._admin() as conn:
-            self._drop(conn, name)
-        with contextlib.suppress(ValueError):
-            self.created.remove(name)
-
-    def drop_all(self) -> None:
-        if self.kind == "postgres":
-            with self._admin() as conn:
-                for name in [*self.created, self.template]:
-                    if name:
-                        self._drop(conn, name)
-            self.created.clear()
-
-    def query(self, url: str, sql_text: str, params: Sequence[Any] = ()) -> list[tuple]:
+    def query(self, url: str, sql: str) -> list[tuple]:
         """Read the service's tables directly (replica state, counts): plain SQL, no Django."""
-        if self.kind == "sqlite":
-            conn = sqlite3.connect(urlsplit(url).path, timeout=30)
-            try:
-                return conn.execute(sql_text.replace("%s", "?"), list(params)).fetchall()
-            finally:
-                conn.close()
-        import psycopg
-
-        with psycopg.connect(url, autocommit=True) as conn:
-            return conn.execute(sql_text, list(params)).fetchall()
+        if self.kind == "postgres":
+            return postgres.query(url, sql)
+        with contextlib.closing(sqlite3.connect(urlsplit(url).path, timeout=30)) as conn:
+            return conn.execute(sql).fetchall()
 
     def version(self) -> str:
         if self.kind == "sqlite":
             return f"SQLite {sqlite3.sqlite_version}"
-        with self._admin() as conn:
-            return f"PostgreSQL {conn.execute('SHOW server_version').fetchone()[0]}"
-
-
-# --- a run -----------------------------------------------------------------------------------------
+        return f"PostgreSQL {self._admin('SHOW server_version')[0][0][0]}"
 
 
 class Run:
-    """The code under test, the temp folder, and the processes and databases of one benchmark run."""
+    """The code under test (or a baseline checkout: `label`), the temp folder, and the processes of a scenario."""
 
-    def __init__(self, *, code: Path, workdir: Path, quick: bool, label: str = "", baseline: str = "") -> None:
-        self.code = code
-        self.label = label  # "" for the code under test; a baseline checkout's name otherwise
-        self.workdir = workdir
-        self.quick = quick
-        self.baseline = baseline  # what the A/B scenarios compare `code` with: a checkout or a git revision
-        self.children: list[Child] = []
+    def __init__(self, code: Path, workdir: Path, quick: bool, label: str = "", ab: Callable | None = None) -> None:
+        self.code, self.workdir, self.quick, self.label = code, workdir, quick, label
+        self.ab = ab  # the A/B scenarios' baseline: ab(its default revision) -> (revision, checkout)
+        self.processes = Processes(workdir, cwd=code)
+        # The checkout's default API server: granian where ticketing_orders/server.py exists, gunicorn before.
+        self.server = "granian" if (code / "ticketing_orders" / "server.py").exists() else "gunicorn"
 
     def env(self, database_url: str, nats_url: str = "nats://127.0.0.1:9", **extra: str) -> dict[str, str]:
-        """The environment a deployment gives the service, pointed at scratch resources."""
-        env = dict(os.environ)
-        # The service as configured by its files (ticketing_orders/server.py's or gunicorn.conf.py's defaults), not by
-        # this shell.
-        for name in [*env]:
-            if name.startswith(("GUNICORN_", "GRANIAN_", "DJANGO_", "DATABASE_", "NATS_", "PROMETHEUS_")) or name in (
-                "WEB_CONCURRENCY",
-                "PORT",
-                "LOG_FORMAT",
-            ):
-                del env[name]
-        data_dir = self.workdir / "data"
-        data_dir.mkdir(exist_ok=True)
-        env.update(
-            PYTHONPATH=os.pathsep.join([str(self.code), str(SITE)]),
-            JWT_KEY=JWT_KEY,
-            SECRET_KEY=SECRET_KEY,
-            DATA_DIR=str(data_dir),
-            DATABASE_URL=database_url,
-            NATS_URL=nats_url,
-            LOG_LEVEL="WARNING",
-            PYTHONUNBUFFERED="1",
-        )
-        env.update(extra)
-        return env
+        """The environment a deployment gives the service, pointed at scratch resources, the bench site on its path."""
+        (data := self.workdir / "data").mkdir(exist_ok=True)
+        extra = {"PYTHONPATH": f"{self.code}{os.pathsep}{HERE / 'site'}", "LOG_LEVEL": "WARNING", **extra}
+        return service.service_env(database_url=database_url, nats_url=nats_url, data_dir=data, **KEYS, **extra)
 
-    def start(self, name: str, args: Sequence[str], env: dict[str, str]) -> Child:
-        child = Child(name, args, env=env, cwd=self.code, log_dir=self.workdir)
-        self.children.append(child)
-        return child
-
-    def stop(self, child: Child, timeout: float = 20, *, min_age: float = 0) -> int | None:
-        """Stop `child`, once it has lived `min_age` seconds (a process stopped while starting says nothing)."""
-        time.sleep(max(0.0, min_age - (time.perf_counter() - child.started)))
-        code = child.stop(timeout)
-        with contextlib.suppress(ValueError):
-            self.children.remove(child)
-        return code
-
-    def stop_all(self) -> None:
-        for child in reversed(self.children):
-            child.stop(timeout=10)
-        self.children.clear()
-
-    def django(self, env: dict[str, str], *args: object, timeout: float = 900) -> Any:
-        """`python -m benchsite.tools ARGS` on the code under test: its JSON answer."""
-        out = subprocess.run(
-            [sys.executable, "-m", "benchsite.tools", *map(str, args)],
-            cwd=self.code,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if out.returncode != 0:
-            raise RuntimeError(f"benchsite.tools {args[0]} failed:\n{out.stderr[-4000:]}")
-        return json.loads(out.stdout.strip().splitlines()[-1])
+    def django(self, env: dict[str, str], command: str, timeout: float = 1800, **args: Any) -> Any:
+        """`python -m benchsite.tools COMMAND JSON` on the code: its JSON answer."""
+        command_line = [sys.executable, "-m", "benchsite.tools", command, json.dumps(args)]
+        out = subprocess.run(command_line, cwd=self.code, env=env, capture_output=True, text=True, timeout=timeout)
+        if out.returncode:
+            raise RuntimeError(f"benchsite.tools {command} failed:\n{out.stderr[-4000:]}")
+        return json.loads(out.stdout.splitlines()[-1])
 
     def migrate_template(self, db: Database) -> None:
-        url = db.scratch("template")
-        out = subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-            cwd=self.code,
-            env=self.env(url),
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if out.returncode != 0:
-            raise RuntimeError(f"migrate failed:\n{out.stderr[-4000:]}")
-        db.template = urlsplit(url).path.rsplit("/", 1)[-1].removesuffix(".sqlite3")
-        if db.kind == "postgres":
-            db.created.remove(db.template)
+        service.migrate(self.env(db.scratch("template")), cwd=self.code)
+        db.template = db.created.pop()
 
-    def nats_server(self, name: str) -> tuple[Child, str]:
-        """A JetStream nats-server of the scenario's own: a free loopback port, a store in the temp folder."""
-        port = free_port()
-        # A store of its own every time: a stream left by an earlier scenario would be loaded again.
-        store = Path(tempfile.mkdtemp(prefix=f"{name}-store-", dir=self.workdir))
-        child = self.start(name, nats_server_args(port=port, store_dir=store), dict(os.environ))
-        wait_until(lambda: child.check_alive() or port_open(port), timeout=15, what="nats-server listening")
-        return child, f"nats://127.0.0.1:{port}"
+    def nats(self, name: str) -> str:
+        """A JetStream nats-server of the scenario's own, its store in the temp folder: its URL."""
+        server = NatsServer(self.workdir, name=name).start()
+        self.processes.cleanups.append(server.stop)
+        return server.url
 
     def worker(self, env: dict[str, str], name: str = "run_listeners") -> Child:
-        return self.start(name, [sys.executable, "manage.py", "run_listeners"], env)
+        return service.start_worker(self.processes, name, env, wait=False)
 
-    def server_kind(self) -> str:
-        """The checkout's default API server: granian where ticketing_orders/server.py exists, gunicorn before."""
-        return "granian" if (self.code / "ticketing_orders" / "server.py").exists() else "gunicorn"
-
-    def api_server(self, env: dict[str, str]) -> tuple[Child, str]:
-        """The checkout's default API server as its files configure it, on a free loopback port, with the
-        bare route added."""
-        port = free_port()
+    def api(self, env: dict[str, str]) -> tuple[Child, str]:
+        """The default server as the checkout's files configure it, with the bare route (benchsite.settings)."""
         env = {**env, "DJANGO_SETTINGS_MODULE": "benchsite.settings"}
-        if self.server_kind() == "granian":
-            args = [sys.executable, "-m", "ticketing_orders.server"]
-            env.update(GRANIAN_HOST="127.0.0.1", GRANIAN_PORT=str(port))
-        else:
-            args = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}"]
-            args.append("ticketing_orders.wsgi")
-            env["GUNICORN_BIND"] = f"127.0.0.1:{port}"
-        child = self.start(self.server_kind(), args, env)
-        base = f"http://127.0.0.1:{port}"
+        api = service.start_api(self.processes, self.server, env, server=self.server, ready_path="/bench/bare")
+        return api.child, api.url
 
-        def ready() -> bool:
-            import urllib.request
-
-            child.check_alive()
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{base}/bench/bare", timeout=2) as answer:  # noqa: S310 (http)
-                return answer.status == 200
-            return False
-
-        wait_until(ready, timeout=90, what=f"{self.server_kind()} answering", every=0.2)
-        return child, base
-
-
-# --- wrk -------------------------------------------------------------------------------------------
+    def stop(self, child: Child, *, min_age: float = 0) -> int | None:
+        """Stop `child` once it has lived `min_age` seconds (one stopped while starting says nothing)."""
+        time.sleep(max(0.0, min_age - (time.perf_counter() - child.started)))
+        return self.processes.stop(child)
 
 
 def wrk(
@@ -443,87 +226,43 @@ def wrk(
     threads: int = 2,
     connections: int = 32,
     cpu_of: int | None = None,
+    pg: str | None = None,
     until: Callable[[], bool] | None = None,
     env: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """Run wrk with bench/wrk/bench.lua; its JSON summary, plus `cpu_s` of the `cpu_of` process tree.
-
-    wrk runs for `seconds`, or until `until()` holds (then SIGINT, on which wrk stops and reports).
-    `env` adds to wrk's environment (BENCH_TRACEPARENT: a traceparent header on every request).
-    """
+) -> dict:
+    """wrk with bench/wrk/bench.lua for `seconds`, or until `until()` holds (then SIGINT: wrk stops and reports):
+    its JSON summary, `rate`, `cpu_s` of the `cpu_of` process tree and `pg_cpu_s` of database `pg`'s backends."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (apt-get install -y wrk)")
-    command = [
-        "wrk",
-        f"-t{threads}",
-        f"-c{connections}",
-        f"-d{max(1, round(seconds))}s",
-        "--timeout",
-        "10s",
-        "-s",
-        str(WRK_SCRIPT),
-        url,
-        "--",
-        *args[:1],
-        str(threads),
-        *args[1:],
-    ]
-    before = process_tree_cpu(cpu_of) if cpu_of else 0.0
+    script = str(HERE / "wrk" / "bench.lua")
+    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
+    command += ["-s", script, url, "--", args[0], str(threads), *args[1:]]
+
+    def cpu() -> tuple[float, dict[int, float]]:
+        return process_tree_cpu(cpu_of) if cpu_of else 0.0, postgres_cpu(pg) if pg else {}
+
+    before = cpu()
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **env} if env else None
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
     )
     deadline = time.monotonic() + seconds + 120
-    while until is not None and process.poll() is None and time.monotonic() < deadline:
-        if until():
-            process.send_signal(signal.SIGINT)
-            break
+    while until is not None and process.poll() is None and time.monotonic() < deadline and not until():
         time.sleep(0.02)
+    if until is not None and process.poll() is None:
+        process.send_signal(signal.SIGINT)
     try:
         stdout, stderr = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         process.kill()
         stdout, stderr = process.communicate()
-    after = process_tree_cpu(cpu_of) if cpu_of else 0.0
+    after = cpu()
     line = next((x for x in stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
     if process.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({process.returncode}):\n{stdout[-2000:]}\n{stderr[-2000:]}")
     result = json.loads(line.removeprefix("BENCH_JSON "))
     # Lua prints every number as a float; the counts are whole.
     result.update({k: int(v) for k, v in result.items() if k.startswith("c") or k in ("requests", "socket_errors")})
-    result["cpu_s"] = after - before
+    result["cpu_s"] = after[0] - before[0]
+    result["pg_cpu_s"] = sum(cpu - before[1].get(pid, 0.0) for pid, cpu in after[1].items())
     result["rate"] = result["requests"] / result["duration_s"] if result["duration_s"] else float("nan")
     return result
-
-
-# --- formatting ------------------------------------------------------------------------------------
-
-
-def num(value: float) -> str:
-    """Three significant figures, at most two decimals."""
-    if value != value:  # NaN
-        return "-"
-    if abs(value) >= 100:
-        return f"{value:.0f}"
-    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-
-    def line(row: Sequence[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) + " |"
-
-    return "\n".join([line(cells[0]), "| " + " | ".join("-" * w for w in widths) + " |", *map(line, cells[1:])])
-
-
-@contextlib.contextmanager
-def temp_workdir(*, keep: bool = False) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="bench-hb-"))
-    try:
-        yield path
-    finally:
-        if keep:
-            log(f"logs and databases kept in {path}")
-        else:
-            shutil.rmtree(path, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""The scenarios: each measures the service and its baseline in the same run and returns Figures."""
+"""The scenarios: each measures the service beside its baseline in the same run and returns Figures."""
 
 from __future__ import annotations
 
@@ -11,43 +11,32 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.harness import (
-    Database,
-    Figure,
-    Run,
-    log,
-    num,
-    object_id,
-    postgres_backends_cpu,
-    process_tree_cpu,
-    session_cookie,
-    wrk,
-)
+from bench.harness import Database, Figure, Run, cookie, lines_file, log, num, object_id, post_lines, wrk
+from testsupport.processes import Child, process_tree_cpu
+from testsupport.waiting import WaitTimeout, port_open, wait_until
 
 
-def nats_call(coro_fn: Callable[..., Any], url: str, *args: Any) -> Any:
-    """Run `coro_fn(js, *args)` on a fresh nats-py connection."""
+def nats_call(fn: Callable[..., Any], url: str, *args: Any) -> Any:
+    """`fn(js, *args)` on a fresh nats-py connection."""
     import nats
 
     async def main() -> Any:
         client = await nats.connect(servers=[url], connect_timeout=5)
         try:
-            return await coro_fn(client.jetstream(), *args)
+            return await fn(client.jetstream(), *args)
         finally:
             await client.close()
 
     return asyncio.run(main())
 
 
-async def add_tickets_stream(js: Any) -> None:
-    """The stream the tickets service would own; the worker consumes ticket events from it."""
+async def publish(js: Any, messages: list[tuple[str, bytes, str]], tickets_stream: bool = False) -> float:
+    """Publish (subject, data, msg id) with nats-py's window of acks outstanding: seconds taken. `tickets_stream`:
+    first the stream the tickets service would own, which the worker consumes ticket events from."""
     from nats.js.api import StreamConfig
 
-    await js.add_stream(StreamConfig(name="tickets", subjects=["ticket:created", "ticket:updated"]))
-
-
-async def publish_all(js: Any, messages: list[tuple[str, bytes, str]]) -> float:
-    """Publish (subject, data, msg id) with a bounded window of acks outstanding; seconds taken."""
+    if tickets_stream:
+        await js.add_stream(StreamConfig(name="tickets", subjects=["ticket:created", "ticket:updated"]))
     started = time.perf_counter()
     for subject, data, msg_id in messages:
         await js.publish_async(subject, data, headers={"Nats-Msg-Id": msg_id})
@@ -55,20 +44,43 @@ async def publish_all(js: Any, messages: list[tuple[str, bytes, str]]) -> float:
     return time.perf_counter() - started
 
 
-def rate_figure(
-    scenario: str, db: Database, n: int, seconds: float, base_seconds: float, base_name: str, target: float
-) -> Figure:
-    rate, base = n / seconds, n / base_seconds
+def run_until(check: Callable[[], Any], child: Child, timeout: float, every: float = 0.05) -> float:
+    """perf_counter when `check()` first holds (an error counts as not yet); `child` must stay alive meanwhile."""
+
+    def done() -> float | None:
+        child.check_alive()
+        with contextlib.suppress(Exception):
+            return check() and time.perf_counter()
+        return None
+
+    return wait_until(done, timeout=timeout, message=f"{child.name}'s progress", every=every)
+
+
+def stopped(run: Run, worker: Child) -> str:
+    """SIGTERM to the worker once it is up (its metrics port open: its signal handlers in place) and has lived a
+    little: what to add to the figure if it did not exit 0."""
+    with contextlib.suppress(WaitTimeout):  # a checkout of before the worker's metrics port: the age alone
+        wait_until(lambda: port_open(worker.metrics_port), timeout=15, message=f"{worker.name}'s metrics port")
+    code = run.stop(worker, min_age=1 if run.quick else 3)
+    return f"; **run_listeners exited {code} on SIGTERM**" if code else ""
+
+
+def rate_figure(what: str, db: Database, n: int, seconds: float, base_s: float, base: str, target: float, extra: str):
+    """`n` messages in `seconds` against the baseline's `base_s`; `extra`, what failed beside (missed if any)."""
+    rate, base_rate = n / seconds, n / base_s
+    numbers = {"rate": rate, "baseline_rate": base_rate, "n": n, "ratio_target": target}
+    measured, ratio = f"{rate:.0f} msg/s ({n} in {seconds:.2f} s){extra}", rate / base_rate
+    label, met = f"{ratio:.0%} of baseline", ratio >= target and "**" not in extra
     return Figure(
-        scenario=scenario,
-        database=db.label,
-        measured=f"{rate:.0f} msg/s ({n} in {seconds:.2f} s)",
-        baseline=f"{base_name}: {base:.0f} msg/s",
-        ratio=rate / base,
-        ratio_label=f"{rate / base:.0%} of baseline",
-        target=f">= {target:.0%} of baseline",
-        met=rate / base >= target,
-        numbers={"rate": rate, "baseline_rate": base, "n": n, "ratio_target": target},
+        what,
+        db.label,
+        measured,
+        f"{base}: {base_rate:.0f} msg/s",
+        ratio,
+        label,
+        f">= {target:.0%} of baseline",
+        met,
+        numbers,
     )
 
 
@@ -78,25 +90,26 @@ def rate_figure(
 def http_figure(scenario: str, db: Database, ours: dict, bare: dict, rate_target: float, cpu_target: float) -> Figure:
     cpu, bare_cpu = ours["cpu_s"] / ours["requests"] * 1000, bare["cpu_s"] / bare["requests"] * 1000
     rate_ratio, cpu_ratio = ours["rate"] / bare["rate"], cpu / bare_cpu
-    pg = f", PostgreSQL backends {num(ours['pg_cpu_ms'])} ms" if "pg_cpu_ms" in ours else ""
+    pg = ours["pg_cpu_s"] / ours["requests"] * 1000 if db.kind == "postgres" else None
 
     def text(r: dict, cpu_ms: float) -> str:
         return f"{r['rate']:.0f} req/s, p50 {num(r['p50_ms'])} / p99 {num(r['p99_ms'])} ms, {num(cpu_ms)} ms CPU/req"
 
     unexpected = ours["requests"] - ours["c2xx"]
+    measured = text(ours, cpu) + (f", PostgreSQL backends {num(pg)} ms" if pg is not None else "")
     return Figure(
-        scenario=scenario,
-        database=db.label,
-        measured=text(ours, cpu) + pg + (f", **{unexpected} unexpected answers**" if unexpected else ""),
-        baseline="bare view: " + text(bare, bare_cpu),
-        ratio=rate_ratio,
-        ratio_label=f"{rate_ratio:.0%} req/s, {cpu_ratio:.1f}x CPU/req",
-        target=f">= {rate_target:.0%} req/s or <= {cpu_target}x CPU/req",
-        met=(rate_ratio >= rate_target or cpu_ratio <= cpu_target) and not unexpected,
-        numbers={
+        scenario,
+        db.label,
+        measured + (f", **{unexpected} unexpected answers**" if unexpected else ""),
+        "bare view: " + text(bare, bare_cpu),
+        rate_ratio,
+        f"{rate_ratio:.0%} req/s, {cpu_ratio:.1f}x CPU/req",
+        f">= {rate_target:.0%} req/s or <= {cpu_target}x CPU/req",
+        (rate_ratio >= rate_target or cpu_ratio <= cpu_target) and not unexpected,
+        {
             **{k: ours[k] for k in ("rate", "p50_ms", "p99_ms", "requests")},
             "cpu_ms": cpu,
-            "pg_cpu_ms": ours.get("pg_cpu_ms"),
+            "pg_cpu_ms": pg,
             "baseline_rate": bare["rate"],
             "baseline_cpu_ms": bare_cpu,
             "cpu_ratio": cpu_ratio,
@@ -112,78 +125,58 @@ def http(run: Run, db: Database) -> list[Figure]:
 
     On a baseline checkout (run.label) the big table is left out: it measures the query, not the server.
     """
-    seconds = 1 if run.quick else 10
-    big = 5000 if run.quick else 1_000_000
-    post_tickets = 3000 if run.quick else 30_000
+    seconds, big, tickets = (1, 5000, 3000) if run.quick else (10, 1_000_000, 30_000)
     url = db.scratch("http")
     env = run.env(url)
     user = object_id("6a", 1)
-    orders = run.django(env, "orders", user, "6b", 20)["orders"]
-    run.django(env, "tickets", "6c", post_tickets)
-    cookie = session_cookie(user)
+    order = run.django(env, "orders", user=user, prefix="6b", count=20)["orders"][0]
+    run.django(env, "tickets", prefix="6c", count=tickets)
+    user_cookie, posts = cookie(user), post_lines("6c", "6e", tickets)
     # At INFO, as deployed: every request writes its access line (gunicorn's before, the app's now).
-    server, base = run.api_server({**env, "LOG_LEVEL": "INFO"})
-    dbname = url.rsplit("/", 1)[-1]
-    posts = iter(f"{object_id('6c', n)}\t{session_cookie(object_id('6e', n))}" for n in range(post_tickets))
-
-    def post_file(count: int) -> str:
-        path = run.workdir / f"posts-{time.monotonic_ns()}.tsv"
-        path.write_text("\n".join(line for _, line in zip(range(count), posts, strict=False)) + "\n")
-        return str(path)
+    server, base = run.api({**env, "LOG_LEVEL": "INFO"})
+    pg = url.rsplit("/", 1)[-1] if db.kind == "postgres" else None
+    figures: list[Figure] = []
 
     def measure(path: str, *args: str, warm: bool = True) -> dict:
         if warm and not run.quick:
             wrk(base + path, *args, seconds=1)
-        before = postgres_backends_cpu(dbname) if db.kind == "postgres" else {}
-        result = wrk(base + path, *args, seconds=seconds, cpu_of=server.pid)
+        result = wrk(base + path, *args, seconds=seconds, cpu_of=server.pid, pg=pg)
         if not result["requests"]:
-            raise RuntimeError(f"no answer from {path} within {seconds} s:\n{server.log_tail()}")
-        if db.kind == "postgres":
-            after = postgres_backends_cpu(dbname)
-            spent = sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
-            result["pg_cpu_ms"] = spent / result["requests"] * 1000
+            raise RuntimeError(f"no answer from {path} within {seconds} s:\n{server.log()[-3000:]}")
         server.check_alive()
         return result
 
-    def pair(path: str, *args: str, warm: bool = True) -> tuple[dict, dict]:
+    def pair(scenario: str, path: str, *args: str, targets: tuple[float, float], warm: bool = True) -> Figure:
+        log(f"{db.label}{run.label}: {scenario}")
         bare = measure("/bench/bare", "get")
-        return measure(path, *args, warm=warm), bare
+        figures.append(http_figure(scenario + run.label, db, measure(path, *args, warm=warm), bare, *targets))
+        return figures[-1]
 
-    label = f"{db.label}{run.label}"
-    figures = []
     if run.quick:  # one warm-up for all: the first requests of a worker import and connect
-        for path in ("/bench/bare", f"/api/orders/{orders[0]}", "/api/orders"):
-            wrk(base + path, "get", cookie, seconds=1)
-    log(f"{label}: GET /api/orders/:id")
-    ours, bare = pair(f"/api/orders/{orders[0]}", "get", cookie)
-    figures.append(http_figure("GET /api/orders/:id" + run.label, db, ours, bare, 0.40, 2.5))
-    log(f"{label}: GET /api/orders (20 orders)")
-    ours, bare = pair("/api/orders", "get", cookie)
-    small = http_figure("GET /api/orders (20 orders)" + run.label, db, ours, bare, 0.33, 3)
-    figures.append(small)
-    log(f"{label}: POST /api/orders")
+        for path in ("/bench/bare", f"/api/orders/{order}", "/api/orders"):
+            wrk(base + path, "get", user_cookie, seconds=1)
+    pair("GET /api/orders/:id", f"/api/orders/{order}", "get", user_cookie, targets=(0.40, 2.5))
+    small = pair("GET /api/orders (20 orders)", "/api/orders", "get", user_cookie, targets=(0.33, 3))
     if not run.quick:
-        wrk(base + "/api/orders", "post", post_file(post_tickets // 10), seconds=1)
-    ours, bare = pair("/api/orders", "post", post_file(post_tickets), warm=False)
-    figures.append(http_figure("POST /api/orders" + run.label, db, ours, bare, 0.20, 5))
+        wrk(base + "/api/orders", "post", lines_file(run.workdir / "warm.tsv", posts, tickets // 10), seconds=1)
+    post_file = lines_file(run.workdir / "posts.tsv", posts)
+    pair("POST /api/orders", "/api/orders", "post", post_file, targets=(0.20, 5), warm=False)
     if run.label:
-        run.stop(server)
-        db.release(url)
         return figures
-    log(f"{label}: inserting {big} orders of other users")
-    loaded = run.django(env, "bulk-orders", str(big), timeout=1800)
-    log(f"{label}: inserted in {loaded['seconds']:.1f} s; GET /api/orders again")
-    ours, bare = pair("/api/orders", "get", cookie)
-    large = http_figure(f"GET /api/orders (20 orders, {big:,} others in the table)", db, ours, bare, 0.33, 3)
+    log(f"{db.label}: inserting {big} orders of other users")
+    loaded = run.django(env, "bulk_orders", count=big)
+    large = pair(
+        f"GET /api/orders (20 orders, {big:,} others in the table)",
+        "/api/orders",
+        "get",
+        user_cookie,
+        targets=(0.33, 3),
+    )
     versus = large.numbers["rate"] / large.numbers["baseline_rate"] / small.ratio
     large.target = "within 10% of the small table's req/s (both as a share of bare)"
     large.ratio_label += f"; {versus:.0%} of the small table's"
     large.met = versus >= 0.9 and large.met is not None
-    large.numbers["versus_small"] = versus
-    large.numbers["bulk_insert_s"] = loaded["seconds"]
-    figures.append(large)
-    run.stop(server)
-    db.release(url)
+    large.numbers.update(versus_small=versus, bulk_insert_s=loaded["seconds"])
     return figures
 
 
@@ -192,56 +185,47 @@ def flash_sale(run: Run, db: Database) -> list[Figure]:
     pool, buyers = (50, 16) if run.quick else (200, 64)
     url = db.scratch("flash")
     env = run.env(url)
-    run.django(env, "tickets", "6f", pool)
-    server, base = run.api_server({**env, "LOG_LEVEL": "INFO"})
-    pool_file = run.workdir / "flash-pool.txt"
-    pool_file.write_text("\n".join(object_id("6f", n) for n in range(pool)) + "\n")
-    buyers_file = run.workdir / "flash-buyers.txt"
-    buyers_file.write_text("\n".join(session_cookie(object_id("6d", n)) for n in range(buyers)) + "\n")
+    run.django(env, "tickets", prefix="6f", count=pool)
+    base = run.api({**env, "LOG_LEVEL": "INFO"})[1]
+    pool_file = lines_file(run.workdir / "flash-pool.txt", (object_id("6f", n) for n in range(pool)))
+    buyers_file = lines_file(run.workdir / "flash-buyers.txt", (cookie(object_id("6d", n)) for n in range(buyers)))
     bare = wrk(base + "/bench/bare", "get", seconds=2 if run.quick else 5, threads=buyers, connections=buyers)
-    log(f"{db.label}: flash sale, {pool} tickets, {buyers} buyers")
-    done_file = run.workdir / "flash-done.txt"
-    done_file.write_text("")
-
-    def every_buyer_done() -> bool:
-        return len(done_file.read_text().split()) >= buyers
-
+    log(f"{db.label}{run.label}: flash sale, {pool} tickets, {buyers} buyers")
+    done = run.workdir / "flash-done.txt"
+    done.write_text("")
     sale = wrk(
         base + "/api/orders",
         "flash",
-        str(pool_file),
-        str(buyers_file),
-        str(done_file),
+        pool_file,
+        buyers_file,
+        str(done),
         seconds=120,
         threads=buyers,
         connections=buyers,
-        until=every_buyer_done,
+        until=lambda: len(done.read_text().split()) >= buyers,
     )
-    sold = db.query(
-        url,
-        "SELECT count(*) FROM orders_order WHERE status IN ('created', 'awaiting:payment', 'complete')",
-    )[0][0]
-    run.stop(server)
-    db.release(url)
+    active = "SELECT count(*) FROM orders_order WHERE status IN ('created', 'awaiting:payment', 'complete')"
+    sold = db.query(url, active)[0][0]
     sell_out = sale["last_201"] - sale["first_request"] if sale["c201"] else float("nan")
     ratio = sale["rate"] / bare["rate"]
+    other = sale["c_other"] + sale["c400"] - sale["c_reserved"]
+    measured = (
+        f"sold out in {num(sell_out)} s; {sale['c201']} x 201, {sale['c5xx']} x 5xx ({sale['c503']} of them 503), "
+        f"{sale['c_reserved']} x 400 already reserved, {other} other, {sale['socket_errors']} socket errors; "
+        f"{sale['requests']} requests at {sale['rate']:.0f} req/s, p99 {num(sale['p99_ms'])} ms"
+    )
     # Socket errors are not counted against it: wrk reports the connections it drops when stopped.
-    ok = sale["c201"] == pool == sold and sale["c5xx"] == 0
     return [
         Figure(
-            scenario=f"Flash sale: {pool} tickets, {buyers} buyers{run.label}",
-            database=db.label,
-            measured=(
-                f"sold out in {num(sell_out)} s; {sale['c201']} x 201, {sale['c5xx']} x 5xx ({sale['c503']} of them 503), "
-                f"{sale['c_reserved']} x 400 already reserved, "
-                f"{sale['c_other'] + sale['c400'] - sale['c_reserved']} other, {sale['socket_errors']} socket errors; {sale['requests']} requests at {sale['rate']:.0f} req/s, p99 {num(sale['p99_ms'])} ms"
-            ),
-            baseline=f"bare view, same {buyers} connections: {bare['rate']:.0f} req/s",
-            ratio=ratio,
-            ratio_label=f"{ratio:.0%} req/s",
-            target=f"exactly {pool} x 201, no 5xx",
-            met=ok,
-            numbers={**sale, "sell_out_s": sell_out, "sold_in_db": sold, "baseline_rate": bare["rate"]},
+            f"Flash sale: {pool} tickets, {buyers} buyers{run.label}",
+            db.label,
+            measured,
+            f"bare view, same {buyers} connections: {bare['rate']:.0f} req/s",
+            ratio,
+            f"{ratio:.0%} req/s",
+            f"exactly {pool} x 201, no 5xx",
+            sale["c201"] == pool == sold and sale["c5xx"] == 0,
+            {**sale, "sell_out_s": sell_out, "sold_in_db": sold, "baseline_rate": bare["rate"]},
         )
     ]
 
@@ -249,7 +233,7 @@ def flash_sale(run: Run, db: Database) -> list[Figure]:
 # --- events ----------------------------------------------------------------------------------------
 
 
-def replica_progress(db: Database, url: str) -> tuple[int, int]:
+def replica(db: Database, url: str) -> tuple[int, int]:
     count, versions = db.query(url, "SELECT count(*), coalesce(sum(version), 0) FROM tickets_replica_ticket")[0]
     return int(count), int(versions)
 
@@ -257,27 +241,24 @@ def replica_progress(db: Database, url: str) -> tuple[int, int]:
 def catch_up(run: Run, db: Database) -> list[Figure]:
     """20,000 ticket:created waiting on the stream when run_listeners starts, against a raw pull consumer."""
     n = 500 if run.quick else 20_000
-    url = db.scratch("catchup")
-    nats_child, nats_url = run.nats_server("nats-catchup")
-    nats_call(add_tickets_stream, nats_url)
-    events = [
-        {"id": object_id("7a", i), "version": 0, "title": f"show {i}", "price": 20, "userId": object_id("7b", i)}
-        for i in range(n)
-    ]
-    messages = [("ticket:created", json.dumps(e).encode(), f"catchup-{i}") for i, e in enumerate(events)]
-    nats_call(publish_all, nats_url, messages)
+    url, nats_url = db.scratch("catchup"), run.nats("nats-catchup")
+    ticket = {"version": 0, "title": "show", "price": 20}
+    events = [{"id": object_id("7a", i), **ticket, "userId": object_id("7b", i)} for i in range(n)]
+    nats_call(publish, nats_url, [("ticket:created", json.dumps(e).encode(), e["id"]) for e in events], True)
     log(f"{db.label}: replica catch-up of {n} ticket:created")
     worker = run.worker(run.env(url, nats_url))
-    first = run_until(lambda: replica_progress(db, url)[0] > 0, worker, 60, every=0.01)
+    first = run_until(lambda: replica(db, url)[0] > 0, worker, 60, every=0.01)
     cpu_first = process_tree_cpu(worker.pid)
     limit = 60 if run.quick else 180
     try:
-        last, done = run_until(lambda: replica_progress(db, url)[0] >= n, worker, limit, every=0.01), n
-    except RuntimeError:  # too slow to wait for: the rate over what it did in the time
-        last, done = time.perf_counter(), replica_progress(db, url)[0]
+        last, done = run_until(lambda: replica(db, url)[0] >= n, worker, limit, every=0.01), n
+    except WaitTimeout:  # too slow to wait for: the rate over what it did in the time
+        last, done = time.perf_counter(), replica(db, url)[0]
     # The worker's CPU over the same span, per event: the figure a loaded machine disturbs least.
-    cpu_per_event_ms = (process_tree_cpu(worker.pid) - cpu_first) / max(done, 1) * 1000
-    exit_code = run.stop(worker, min_age=1 if run.quick else 3)
+    cpu_ms = (process_tree_cpu(worker.pid) - cpu_first) / max(done, 1) * 1000
+    extra = f", worker CPU {cpu_ms:.3f} ms/event" + stopped(run, worker)
+    if done < n:
+        extra += f"; **stopped at the {limit} s limit with {done} of {n} applied**"
 
     async def raw(js: Any) -> float:
         subscription = await js.pull_subscribe("ticket:created", durable="bench-raw", stream="tickets")
@@ -291,177 +272,107 @@ def catch_up(run: Run, db: Database) -> list[Figure]:
         await js._nc.flush()
         return time.perf_counter() - started
 
-    raw_seconds = nats_call(raw, nats_url)
-    run.stop(nats_child)
-    db.release(url)
-    figure = rate_figure(
-        f"Replica catch-up: {n} ticket:created",
-        db,
-        done,
-        last - first,
-        raw_seconds * done / n,
-        "raw pull consumer (fetch 256, ack)",
-        0.25,
-    )
-    figure.measured += f", worker CPU {cpu_per_event_ms:.3f} ms/event"
-    figure.numbers["cpu_ms_per_event"] = cpu_per_event_ms
-    if done < n:
-        figure.measured += f"; **stopped at the {limit} s limit with {done} of {n} applied**"
-    if exit_code != 0:
-        figure.measured += f"; **run_listeners exited {exit_code} on SIGTERM**"
-        figure.met = False
+    raw_s, base = nats_call(raw, nats_url) * done / n, "raw pull consumer (fetch 256, ack)"
+    figure = rate_figure(f"Replica catch-up: {n} ticket:created", db, done, last - first, raw_s, base, 0.25, extra)
+    figure.met = figure.met and done == n
+    figure.numbers["cpu_ms_per_event"] = cpu_ms
     return [figure]
 
 
-def stored_at(value: Any) -> float:
-    """A JetStream timestamp (RFC 3339 with nanoseconds, or a datetime) in epoch seconds."""
-    if isinstance(value, str):
-        head, _, fraction = value.rstrip("Z").partition(".")
-        value = dt.datetime.fromisoformat(head).replace(tzinfo=dt.UTC).timestamp() + float(f"0.{fraction or 0}")
-        return value
-    return value.timestamp()
-
-
-def run_until(check: Callable[[], bool], child: Any, timeout: float, every: float = 0.05) -> float:
-    """perf_counter when `check()` first holds, polling; the child must stay alive meanwhile."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        child.check_alive()
-        with contextlib.suppress(Exception):
-            if check():
-                return time.perf_counter()
-        time.sleep(every)
-    raise RuntimeError(f"not reached within {timeout:.0f} s")
-
-
 def relay(run: Run, db: Database) -> list[Figure]:
-    """10,000 outbox rows written before run_listeners starts, against js.publish_async of the same payloads."""
+    """10,000 outbox rows (order_create's) written before run_listeners starts, against js.publish_async of the
+    same payloads."""
     n = 500 if run.quick else 10_000
-    url = db.scratch("relay")
-    nats_child, nats_url = run.nats_server("nats-relay")
-    env = run.env(url, nats_url)
-    payloads = [
-        {
-            "id": object_id("8a", i),
-            "version": 0,
-            "status": "created",
-            "userId": object_id("8b", i % 100),
-            "expiresAt": "2030-01-01T00:00:00.000Z",
-            "ticket": {"id": object_id("8c", i), "price": 20},
-        }
-        for i in range(n)
-    ]
-    payload_file = run.workdir / "relay-payloads.json"
-    payload_file.write_text(json.dumps(payloads))
-    run.django(env, "outbox", "order:created", str(payload_file))
+    url, nats_url = db.scratch("relay"), run.nats("nats-relay")
+    run.django(env := run.env(url, nats_url), "orders", user=object_id("8b", 1), prefix="8c", count=n)
 
     async def stored(js: Any) -> int:
-        name = await js.find_stream_name_by_subject("order:created")
-        return (await js.stream_info(name)).state.messages
+        return (await js.stream_info(await js.find_stream_name_by_subject("order:created"))).state.messages
 
-    async def span(js: Any, first: int, last: int) -> float:
-        """Seconds between the server's timestamps of two stored messages: no polling granularity."""
+    async def again(js: Any) -> tuple[float, float]:
+        """The relay's messages published again by js.publish_async; the spans of both, by the stream's clock."""
         name = await js.find_stream_name_by_subject("order:created")
-        times = [stored_at((await js.get_msg(name, seq)).time) for seq in (first, last)]
-        return times[1] - times[0]
+        data = [(await js.get_msg(name, seq)).data for seq in range(1, n + 1)]
+        await publish(js, [("order:created", d, f"raw-{i}") for i, d in enumerate(data)])
+        at = [(await js.get_msg(name, seq)).time for seq in (1, n, n + 1, 2 * n)]
+        at = [t.timestamp() if isinstance(t, dt.datetime) else stamp(t) for t in at]
+        return at[1] - at[0], at[3] - at[2]
 
     log(f"{db.label}: relay of {n} outbox rows")
     worker = run.worker(env)
     run_until(lambda: nats_call(stored, nats_url) >= n, worker, 600)
-    exit_code = run.stop(worker, min_age=1 if run.quick else 3)
-    messages = [("order:created", json.dumps(p).encode(), f"raw-{p['id']}") for p in payloads]
-    nats_call(publish_all, nats_url, messages)
-    relay_seconds, raw_seconds = nats_call(span, nats_url, 1, n), nats_call(span, nats_url, n + 1, 2 * n)
-    run.stop(nats_child)
-    db.release(url)
-    figure = rate_figure(f"Relay: {n} outbox rows", db, n, relay_seconds, raw_seconds, "js.publish_async", 0.5)
-    if exit_code != 0:
-        figure.measured += f"; **run_listeners exited {exit_code} on SIGTERM**"
-        figure.met = False
-    return [figure]
+    extra = stopped(run, worker)
+    relay_s, raw_s = nats_call(again, nats_url)
+    return [rate_figure(f"Relay: {n} outbox rows", db, n, relay_s, raw_s, "js.publish_async", 0.5, extra)]
+
+
+def stamp(value: str) -> float:
+    """A JetStream timestamp (RFC 3339 with nanoseconds) in epoch seconds."""
+    head, _, fraction = value.rstrip("Z").partition(".")
+    return dt.datetime.fromisoformat(head).replace(tzinfo=dt.UTC).timestamp() + float(f"0.{fraction or 0}")
 
 
 def latency(run: Run, db: Database) -> list[Figure]:
     """Commit-to-stream latency of order:created at 25 orders/s, then during a burst of 2,000 orders."""
     orders, burst = (50, 100) if run.quick else (500, 2000)
-    url = db.scratch("latency")
-    nats_child, nats_url = run.nats_server("nats-latency")
-    env = run.env(url, nats_url)
-    worker = run.worker(env)
+    url, nats_url = db.scratch("latency"), run.nats("nats-latency")
+    worker = run.worker(env := run.env(url, nats_url))
     log(f"{db.label}: commit-to-stream latency, {orders} orders at 25/s, then a burst of {burst}")
-    result = run.django(
-        env, "latency", "--nats", nats_url, "--orders", str(orders), "--interval", "0.04", "--burst", str(burst)
-    )
+    result = run.django(env, "latency", nats=nats_url, orders=orders, interval=0.04, burst=burst)
     worker.check_alive()
-    run.stop(worker)
-    run.stop(nats_child)
-    db.release(url)
     outbox, direct, flood = result["outbox"], result["direct"], result["burst"]
     target = 15.0 if db.kind == "postgres" else 50.0
     missing = result["paced_missing"] + result["burst_missing"]
-    figures = [
+    creates, burst_target = burst / result["burst_create_s"], 500.0 if db.kind == "sqlite" else None
+    drain = result.get("burst_drain_s", float("nan"))
+    return [
         Figure(
-            scenario="Commit-to-stream latency of order:created at 25 orders/s",
-            database=db.label,
-            measured=f"p50 {num(outbox['p50'])} / p99 {num(outbox['p99'])} ms ({outbox['n']} orders)",
-            baseline=f"same commit, then js.publish: p50 {num(direct['p50'])} / p99 {num(direct['p99'])} ms",
-            ratio_label=f"p99 {outbox['p99'] / direct['p99']:.1f}x the direct publish's",
-            target=f"p99 <= {target:.0f} ms",
-            met=outbox["p99"] <= target and not result["paced_missing"],
-            numbers={**{f"outbox_{k}": v for k, v in outbox.items()}, "direct_p99": direct["p99"], "limit_ms": target},
-        )
+            "Commit-to-stream latency of order:created at 25 orders/s",
+            db.label,
+            f"p50 {num(outbox['p50'])} / p99 {num(outbox['p99'])} ms ({outbox['n']} orders)",
+            f"same commit, then js.publish: p50 {num(direct['p50'])} / p99 {num(direct['p99'])} ms",
+            None,
+            f"p99 {outbox['p99'] / direct['p99']:.1f}x the direct publish's",
+            f"p99 <= {target:.0f} ms",
+            outbox["p99"] <= target and not result["paced_missing"],
+            {**{f"outbox_{k}": v for k, v in outbox.items()}, "direct_p99": direct["p99"], "limit_ms": target},
+        ),
+        Figure(
+            f"Commit-to-stream latency during a {burst}-order burst",
+            db.label,
+            f"p50 {num(flood['p50'])} / p99 {num(flood['p99'])} ms; {creates:.0f} creates/s, all on the stream "
+            f"{drain:.2f} s after the first" + (f"; **{missing} messages never arrived**" if missing else ""),
+            "(the paced figure above)",
+            None,
+            "",
+            f"p99 <= {burst_target:.0f} ms" if burst_target else "(none; for information)",
+            (flood["p99"] <= burst_target and not missing) if burst_target else None,
+            {**{f"burst_{k}": v for k, v in flood.items()}, "limit_ms": burst_target},
+        ),
     ]
-    creates = burst / result["burst_create_s"]
-    burst_target = 500.0 if db.kind == "sqlite" else None
-    figures.append(
-        Figure(
-            scenario=f"Commit-to-stream latency during a {burst}-order burst",
-            database=db.label,
-            measured=(
-                f"p50 {num(flood['p50'])} / p99 {num(flood['p99'])} ms; {creates:.0f} creates/s, all on the stream "
-                f"{result.get('burst_drain_s', float('nan')):.2f} s after the first"
-            ),
-            baseline="(the paced figure above)",
-            target=f"p99 <= {burst_target:.0f} ms" if burst_target else "(none; for information)",
-            met=(flood["p99"] <= burst_target and not missing) if burst_target else None,
-            numbers={**{f"burst_{k}": v for k, v in flood.items()}, "limit_ms": burst_target},
-        )
-    )
-    if missing:
-        figures[-1].measured += f"; **{missing} messages never arrived**"
-    return figures
 
 
 def convergence(run: Run, db: Database) -> list[Figure]:
     """10,000 shuffled ticket events (10% duplicates) while the worker is SIGKILLed three times."""
-    total = 550 if run.quick else 10_000
-    versions = 10
-    tickets = round(total / 1.1) // versions
-    rng = random.Random(7)
-    events = []
-    for t in range(tickets):
-        for v in range(versions):
-            body = {
-                "id": object_id("9a", t),
-                "version": v,
-                "title": f"show {t} v{v}",
-                "price": 10 + v,
-                "userId": object_id("9b", t),
-            }
-            events.append(("ticket:created" if v == 0 else "ticket:updated", json.dumps(body).encode()))
+    total, versions = (550 if run.quick else 10_000), 10
+    tickets, rng = round(total / 1.1) // versions, random.Random(7)
+
+    def body(t: int, v: int) -> bytes:
+        ticket = {"id": object_id("9a", t), "version": v, "title": f"show {t} v{v}", "price": 10 + v}
+        return json.dumps({**ticket, "userId": object_id("9b", t)}).encode()
+
+    events = [
+        ("ticket:updated" if v else "ticket:created", body(t, v)) for t in range(tickets) for v in range(versions)
+    ]
     # Duplicates as a publisher that retried would send them: the same event under a new message id.
     events += [rng.choice(events) for _ in range(total - len(events))]
     rng.shuffle(events)
-    url = db.scratch("convergence")
-    nats_child, nats_url = run.nats_server("nats-convergence")
-    nats_call(add_tickets_stream, nats_url)
-    nats_call(publish_all, nats_url, [(s, d, f"conv-{i}") for i, (s, d) in enumerate(events)])
+    url, nats_url = db.scratch("convergence"), run.nats("nats-convergence")
+    nats_call(publish, nats_url, [(s, d, f"conv-{i}") for i, (s, d) in enumerate(events)], True)
     # --quick is a smoke run: a short ack wait, so the redeliveries after each kill do not take 10 s.
     env = run.env(url, nats_url, **({"EVENT_ACK_WAIT_SECONDS": "2"} if run.quick else {}))
-    expected = {
-        (object_id("9a", t), versions - 1, f"show {t} v{versions - 1}", float(10 + versions - 1))
-        for t in range(tickets)
-    }
+    last = versions - 1
+    expected = {(object_id("9a", t), last, f"show {t} v{last}", float(10 + last)) for t in range(tickets)}
 
     def converged() -> bool:
         rows = db.query(url, "SELECT id, version, title, price FROM tickets_replica_ticket")
@@ -470,41 +381,30 @@ def convergence(run: Run, db: Database) -> list[Figure]:
     log(f"{db.label}: convergence of {total} shuffled events with 3 SIGKILLs")
     for kill in range(3):
         worker = run.worker(env, name=f"run_listeners-{kill}")
-        at_start = replica_progress(db, url)
-        with contextlib.suppress(RuntimeError):  # no progress within 15 s (or nothing left): kill it anyway
-            run_until(lambda start=at_start: replica_progress(db, url) != start or converged(), worker, 15, every=0.01)
+        start = replica(db, url)
+        with contextlib.suppress(WaitTimeout):  # no progress within 15 s (or nothing left): kill it anyway
+            run_until(lambda start=start: replica(db, url) != start or converged(), worker, 15, every=0.01)
         time.sleep(rng.uniform(0.05, 0.3))
         worker.kill()
-        run.children.remove(worker)
-    already = converged()
-    restarted = time.perf_counter()
+        run.processes.children.remove(worker)
+    already, restarted = converged(), time.perf_counter()
     worker = run.worker(env, name="run_listeners-last")
     limit = 15 if run.quick else 120
     try:
         seconds = run_until(converged, worker, limit, every=0.1) - restarted
-    except RuntimeError:
+    except WaitTimeout:
         seconds = float("nan")
-    count, _ = replica_progress(db, url)
-    exit_code = run.stop(worker, min_age=1 if run.quick else 3)
-    run.stop(nats_child)
-    db.release(url)
-    if exit_code != 0:
-        log(f"run_listeners exited {exit_code} on SIGTERM")
-    return [
-        Figure(
-            scenario=f"Convergence: {total} shuffled ticket events, 10% duplicates, 3 SIGKILLs",
-            database=db.label,
-            measured=(
-                f"converged {num(seconds)} s after the last restart"
-                + (" (it had converged before the last kill)" if already else "")
-                if seconds == seconds
-                else f"**not converged within {limit} s** ({count} of {tickets} tickets present)"
-            ),
-            target="<= 10 s",
-            met=seconds <= 10 and exit_code == 0 and not already,
-            numbers={"seconds": seconds, "limit_s": 10, "tickets": tickets, "events": total},
-        )
-    ]
+    count = replica(db, url)[0]
+    extra = stopped(run, worker)
+    measured = (
+        f"converged {num(seconds)} s after the last restart" + (" (it had converged before the last kill)" * already)
+        if seconds == seconds
+        else f"**not converged within {limit} s** ({count} of {tickets} tickets present)"
+    )
+    numbers = {"seconds": seconds, "limit_s": 10, "tickets": tickets, "events": total}
+    title = f"Convergence: {total} shuffled ticket events, 10% duplicates, 3 SIGKILLs"
+    met = seconds <= 10 and not already and not extra
+    return [Figure(title, db.label, measured + extra, target="<= 10 s", met=met, numbers=numbers)]
 
 
 SCENARIOS: dict[str, Callable[[Run, Database], list[Figure]]] = {
@@ -515,8 +415,6 @@ SCENARIOS: dict[str, Callable[[Run, Database], list[Figure]]] = {
     "latency": latency,
     "convergence": convergence,
 }
-
-
 # Scenarios that also run on a baseline checkout (--baseline): they measure the front door.
 SERVER_SCENARIOS = ("http", "flash")
 
@@ -527,44 +425,24 @@ def versus_baseline(ours: list[Figure], theirs: list[Figure], suffix: str) -> li
     Targets: CPU per request of GET :id, the list and POST at least 30% below the baseline's; the
     flash sale sells exactly the pool with no 5xx, and sells out faster.
     """
-    baseline = {f.scenario.removesuffix(suffix): f for f in theirs}
-    figures = []
+    baseline, figures, name = {f.scenario.removesuffix(suffix): f for f in theirs}, [], suffix.strip(" []")
     for figure in ours:
-        other = baseline.get(figure.scenario)
-        if other is None:
+        if (other := baseline.get(figure.scenario)) is None:
             continue
+        pair = (figure.numbers, other.numbers)
         if "cpu_ms" in figure.numbers:
-            ratio = figure.numbers["cpu_ms"] / other.numbers["cpu_ms"]
-            rate = figure.numbers["rate"] / other.numbers["rate"]
-            figures.append(
-                Figure(
-                    scenario=f"{figure.scenario}: CPU/req against{suffix}",
-                    database=figure.database,
-                    measured=f"{num(figure.numbers['cpu_ms'])} ms CPU/req, {figure.numbers['rate']:.0f} req/s",
-                    baseline=f"{suffix.strip(' []')}: {num(other.numbers['cpu_ms'])} ms CPU/req, "
-                    f"{other.numbers['rate']:.0f} req/s",
-                    ratio=ratio,
-                    ratio_label=f"{ratio:.2f}x CPU/req, {rate:.2f}x req/s",
-                    target="<= 0.70x CPU/req",
-                    met=ratio <= 0.70,
-                    numbers={"cpu_ratio": ratio, "rate_ratio": rate, "cpu_target": 0.70},
-                )
-            )
+            ratio, rate = (pair[0][key] / pair[1][key] for key in ("cpu_ms", "rate"))
+            mine, them = (f"{num(n['cpu_ms'])} ms CPU/req, {n['rate']:.0f} req/s" for n in pair)
+            what, label = "CPU/req", f"{ratio:.2f}x CPU/req, {rate:.2f}x req/s"
+            target, met = "<= 0.70x CPU/req", ratio <= 0.70
+            numbers = {"cpu_ratio": ratio, "rate_ratio": rate, "cpu_target": 0.70}
         elif "sell_out_s" in figure.numbers:
-            mine, theirs_s = figure.numbers["sell_out_s"], other.numbers["sell_out_s"]
-            ratio = mine / theirs_s if theirs_s == theirs_s and theirs_s else float("nan")
-            figures.append(
-                Figure(
-                    scenario=f"{figure.scenario}: sell-out against{suffix}",
-                    database=figure.database,
-                    measured=f"sold out in {num(mine)} s, {figure.numbers['c201']} x 201, {figure.numbers['c5xx']} x 5xx",
-                    baseline=f"{suffix.strip(' []')}: {num(theirs_s)} s, {other.numbers['c201']} x 201, "
-                    f"{other.numbers['c5xx']} x 5xx",
-                    ratio=ratio,
-                    ratio_label=f"{ratio:.2f}x the time",
-                    target="faster, exactly the pool, no 5xx",
-                    met=bool(figure.met) and ratio < 1,
-                    numbers={"time_ratio": ratio},
-                )
-            )
+            ratio = pair[0]["sell_out_s"] / pair[1]["sell_out_s"] if pair[1]["sell_out_s"] else float("nan")
+            mine, them = (f"{num(n['sell_out_s'])} s, {n['c201']} x 201, {n['c5xx']} x 5xx" for n in pair)
+            mine, label, target = f"sold out in {mine}", f"{ratio:.2f}x the time", "faster, exactly the pool, no 5xx"
+            what, met, numbers = "sell-out", bool(figure.met) and ratio < 1, {"time_ratio": ratio}
+        else:
+            continue
+        scenario = f"{figure.scenario}: {what} against{suffix}"
+        figures.append(Figure(scenario, figure.database, mine, f"{name}: {them}", ratio, label, target, met, numbers))
     return figures

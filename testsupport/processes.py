@@ -181,6 +181,12 @@ def process_tree_cpu(root: int) -> float:
     return ticks / CLOCK_TICKS
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (utime + stime) of one process; 0 once it is gone."""
+    fields = _stat(pid)
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS if fields else 0.0
+
+
 def process_tree_rss(root: int) -> int:
     """Resident bytes of `root` and every process below it (a server's main process and its workers)."""
     total = 0
