@@ -12,5 +12,5 @@
 
 These modules import nothing from Django, so `bench/` uses them outside any settings. What needs the
 test run's Django settings lives in `testsupport.testrun` (the in-process worker, the JetStream client,
-the test database's URL).
+the test database's URL, the service's environment with the run's keys).
 """

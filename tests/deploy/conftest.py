@@ -24,8 +24,8 @@ from tests.deploy.test_k8s import containers, env, main_container, workloads
 from testsupport.http import session_cookie
 from testsupport.nats import NatsServer
 from testsupport.processes import Processes, free_port
-from testsupport.service import migrate, service_env, start_api, start_worker
-from testsupport.testrun import JetStream
+from testsupport.service import migrate, start_api, start_worker
+from testsupport.testrun import JetStream, service_env_for_tests
 from testsupport.waiting import wait_for_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -202,12 +202,10 @@ def observed_service(tmp_path_factory) -> Iterator[ObservedService]:
     try:
         nats = NatsServer(workdir).start()
         processes.cleanups.append(nats.stop)
-        service = service_env(
+        service = service_env_for_tests(
             database_url=f"sqlite:///{workdir / 'orders.sqlite3'}",
             nats_url=nats.url,
             data_dir=workdir,
-            jwt_key=settings.JWT_KEY,
-            secret_key=settings.SECRET_KEY,
             ALLOWED_HOSTS=api_allowed_hosts(),
             WORKER_METRICS_HOST="127.0.0.1",
         )

@@ -22,8 +22,8 @@ from core.ids import new_object_id
 from testsupport.http import Answer, post_order, session_cookie, timed_get
 from testsupport.postgres import query
 from testsupport.processes import Processes
-from testsupport.service import QUICK_REDELIVERY, service_env
-from testsupport.testrun import JetStream, ticket_payload
+from testsupport.service import QUICK_REDELIVERY
+from testsupport.testrun import JetStream, service_env_for_tests, ticket_payload
 from testsupport.waiting import wait_until
 
 STREAM = "ticketing"
@@ -84,13 +84,8 @@ def record(scenario: str, **figures: Any) -> None:
 def fault_env(*, database_url: str, data_dir: Path, nats_url: str = "nats://127.0.0.1:9", **extra: str) -> dict:
     """The service's production environment on the test's database and NATS, with the test run's keys (so
     its cookies are accepted) and quick redelivery (the scenarios wait for what a fault held back)."""
-    return service_env(
-        database_url=database_url,
-        data_dir=data_dir,
-        nats_url=nats_url,
-        jwt_key=settings.JWT_KEY,
-        secret_key=settings.SECRET_KEY,
-        **{**QUICK_REDELIVERY, **extra},
+    return service_env_for_tests(
+        database_url=database_url, data_dir=data_dir, nats_url=nats_url, **{**QUICK_REDELIVERY, **extra}
     )
 
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 import requests
-from django.conf import settings
 
 from core.ids import new_object_id
 from devtools.otlp_sink import OtlpSink, ReceivedSpan
 from orders.models import Order
 from testsupport.processes import Processes
-from testsupport.service import service_env, start_api, start_worker
-from testsupport.testrun import database_under_test_url, ticket_payload
+from testsupport.service import start_api, start_worker
+from testsupport.testrun import database_under_test_url, service_env_for_tests, ticket_payload
 from testsupport.waiting import wait_until
 from tickets_replica.models import Ticket
 from web.tests.tracing_support import new_traceparent, parse_traceparent, publish_traced
@@ -48,12 +47,10 @@ def test_one_trace_holds_the_request_the_outbox_write_the_publish_and_the_consum
 ):
     # The standard variables only (service_env passes none of the shell's OTEL_* on); a short batch delay so
     # the spans arrive while the test waits.
-    env = service_env(
+    env = service_env_for_tests(
         database_url=database_under_test_url(),
         nats_url=nats_server.url,
         data_dir=tmp_path,
-        jwt_key=settings.JWT_KEY,
-        secret_key=settings.SECRET_KEY,
         OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint,
         OTEL_BSP_SCHEDULE_DELAY="100",
     )
