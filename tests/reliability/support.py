@@ -162,8 +162,9 @@ def assert_exactly_once(jetstream: JetStream, database_url: str, created_ids: Se
 
 class Traffic:
     """Creators posting orders for free tickets back to back (each on a connection of its own; a ticket whose
-    create failed goes back in the pool), and pollers of `probes` (name: URL) every `probe_every` seconds.
-    Every answer is kept as an `Answer`: `creates`, and `probes[name]`."""
+    create failed goes back in the pool; `pause` seconds between a client's creates, so at most
+    `creators / pause` a second), and pollers of `probes` (name: URL) every `probe_every` seconds. Every
+    answer is kept as an `Answer`: `creates`, and `probes[name]`."""
 
     def __init__(
         self,
@@ -172,6 +173,7 @@ class Traffic:
         *,
         probes: dict[str, str],
         creators: int = 4,
+        pause: float = 0.02,
         probe_every: float = 0.5,
     ) -> None:
         self.api = api
@@ -181,6 +183,7 @@ class Traffic:
         self.creates: list[Answer] = []
         self.probes: dict[str, list[Answer]] = {name: [] for name in probes}
         self.errors: list[BaseException] = []
+        self.pause = pause
         self.probe_every = probe_every
         self.threads = [threading.Thread(target=self.create_loop, args=(cookie_for(),)) for _ in range(creators)]
         self.threads += [threading.Thread(target=self.probe_loop, args=item) for item in probes.items()]
@@ -218,7 +221,7 @@ class Traffic:
                     self.creates.append(Answer(started, time.monotonic(), status, body))
                     if status != 201:
                         self.free.append(ticket)  # not reserved: another try may take it
-                time.sleep(0.02)
+                time.sleep(self.pause)
         except BaseException as exc:
             self.errors.append(exc)
 

@@ -36,10 +36,6 @@ pytestmark = [pytest.mark.reliability, pytest.mark.nats, own_servers_only, pytes
 
 TICKETS = 3000
 UPDATED_DURING_OUTAGE = 200
-# Creates a second the creators may reach, to size a pool they must not empty while the API takes orders the
-# whole time (a NATS link dark): about 20 were measured on 2 busy cores, where 2,800 tickets ran out in a
-# 120 s dark.
-CREATES_PER_SECOND_AT_MOST = 50
 # The targets of the gray-failure work (docs/RELIABILITY.md).
 ANSWER_WITHIN_SECONDS = 10
 READY_503_FROM_SECONDS = 10
@@ -236,13 +232,16 @@ def test_the_workers_nats_node_dark_in_a_cluster_moves_it_to_another_and_loses_n
     jetstream = jetstream_for(processes, cluster.node_url((dark + 1) % 3))
     assert jetstream.stream_info(STREAM).config.num_replicas == 3
 
-    # Enough for the dark and the 30 s or so around it.
-    tickets = announce_tickets(
-        jetstream, db_url, CREATES_PER_SECOND_AT_MOST * (dark_seconds + 30) + UPDATED_DURING_OUTAGE
-    )
+    # The API takes orders the whole time: creators paced to 40 a second at most (they made 42 a second
+    # unpaced and emptied a pool of 2,800 in a 120 s dark), with tickets for the dark and 30 s around it.
+    creators, pause = 4, 0.1
+    pool = int(creators / pause * (dark_seconds + 30))
+    tickets = announce_tickets(jetstream, db_url, pool + UPDATED_DURING_OUTAGE)
     updated = tickets[-UPDATED_DURING_OUTAGE:]
 
-    with Traffic(api.url, tickets[:-UPDATED_DURING_OUTAGE], probes=probes(api.url, worker.metrics_port)) as traffic:
+    with Traffic(
+        api.url, tickets[:pool], creators=creators, pause=pause, probes=probes(api.url, worker.metrics_port)
+    ) as traffic:
         wait_until(lambda: traffic.created() >= 50, timeout=60, message="traffic before the blackhole")
         netns.blackhole(cluster.client_ports[dark])
         dark_at = time.monotonic()
@@ -287,7 +286,7 @@ def test_the_workers_nats_node_dark_in_a_cluster_moves_it_to_another_and_loses_n
         worker_problem=reported.body["problems"]["nats"] if reported else None,
         events_flowing_again_after_seconds=round(flowing, 1),
         updates_published_in_the_dark_applied_after_seconds=round(held_applied, 1),
-        tickets_for_creates=len(tickets) - UPDATED_DURING_OUTAGE,
+        tickets_for_creates=pool,
         creates_by_status=dict(statuses),
         orders_in_database=orders,
         order_created_on_stream=messages,
