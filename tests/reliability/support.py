@@ -97,7 +97,7 @@ def jetstream_for(processes: Processes, url: str) -> JetStream:
 
 
 def cookie_for(user_id: str | None = None) -> str:
-    """The session cookie of `user_id` (a new user by default), signed with the test run's key."""
+    """The auth service's cookie for `user_id` (a new user by default), signed with the test run's key."""
     return session_cookie(user_id or new_object_id(), jwt_key=settings.JWT_KEY)
 
 
