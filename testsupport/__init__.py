@@ -2,7 +2,7 @@
 
 - `waiting`: wait for a condition or a port, bounded.
 - `processes`: a child process in a group of its own (`Child`), a set of them stopped together
-  (`Processes`), free ports, the CPU and memory of a process tree.
+  (`Processes`), free ports, the CPU and memory of a process tree, the threads of one waiting on a port.
 - `nats`: a JetStream nats-server alone (`NatsServer`) or three clustered (`NatsCluster`).
 - `postgres`: a PostgreSQL cluster of the test's own (`PostgresServer`).
 - `netns`: a network namespace joined by a veth pair, for blackholes (`Netns`).
@@ -12,5 +12,5 @@
 
 These modules import nothing from Django, so `bench/` uses them outside any settings. What needs the
 test run's Django settings lives in `testsupport.testrun` (the in-process worker, the JetStream client,
-the test database's URL).
+the test database's URL, the service's environment with the run's keys).
 """

@@ -1,11 +1,13 @@
-"""Child processes that never outlive their test or benchmark, and what they cost (/proc)."""
+"""Child processes that never outlive their test or benchmark, what they cost and what their threads wait on (/proc)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
+import struct
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -196,3 +198,65 @@ def process_tree_rss(root: int) -> int:
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1]) * 1024
     return total
+
+
+# -- what a process tree's threads wait on ------------------------------------------------------------------
+
+# x86_64 system calls a thread waits in for a socket: the fd is the first argument (read, recvfrom,
+# recvmsg), in the pollfd array it points to (poll, ppoll), or registered with the epoll fd it names.
+FD_WAITS = {0: "read", 45: "recvfrom", 47: "recvmsg"}
+POLL_WAITS = {7: "poll", 271: "ppoll"}
+EPOLL_WAITS = {232: "epoll_wait", 281: "epoll_pwait", 441: "epoll_pwait2"}
+
+
+def _tcp_remote_ports() -> dict[int, int]:
+    """Socket inode: remote port, for every TCP socket of this network namespace."""
+    ports = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                ports[int(fields[9])] = int(fields[2].rsplit(":", 1)[1], 16)
+    return ports
+
+
+def _waited_fds(pid: int, tid: str) -> tuple[str, list[int]]:
+    """The system call thread `tid` of `pid` is blocked in, and the descriptors it waits on."""
+    with contextlib.suppress(OSError, ValueError):
+        fields = Path(f"/proc/{pid}/task/{tid}/syscall").read_text().split()
+        number, args = int(fields[0]), [int(arg, 16) for arg in fields[1:7]]
+        if number in FD_WAITS:
+            return FD_WAITS[number], [args[0]]
+        if number in POLL_WAITS:
+            with open(f"/proc/{pid}/mem", "rb") as memory:  # struct pollfd {int fd; short events, revents;}
+                memory.seek(args[0])
+                raw = memory.read(8 * args[1])
+            return POLL_WAITS[number], [struct.unpack_from("i", raw, 8 * n)[0] for n in range(args[1])]
+        if number in EPOLL_WAITS:
+            info = Path(f"/proc/{pid}/fdinfo/{args[0]}").read_text()
+            return EPOLL_WAITS[number], [int(fd) for fd in re.findall(r"^tfd:\s+(\d+)", info, re.MULTILINE)]
+    return "", []
+
+
+def threads_waiting_on(root: int, port: int) -> list[str]:
+    """Every thread of `root`'s process tree blocked in a wait on a TCP connection to remote `port`, as
+    "pid/tid name syscall" (read from /proc: the thread's system call, its descriptors, the TCP table).
+
+    A server thread waiting on its database's port when no request is in flight is a stuck one.
+    """
+    remote = _tcp_remote_ports()
+    found = []
+    for pid in sorted(process_tree(root)[0]):
+        tids: list[str] = []
+        with contextlib.suppress(OSError):
+            tids = os.listdir(f"/proc/{pid}/task")
+        for tid in tids:
+            call, fds = _waited_fds(pid, tid)
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    inode = re.fullmatch(r"socket:\[(\d+)\]", os.readlink(f"/proc/{pid}/fd/{fd}"))
+                    if inode and remote.get(int(inode[1])) == port:
+                        name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+                        found.append(f"{pid}/{tid} {name} {call}")
+                        break
+    return found

@@ -1,5 +1,6 @@
-"""Support that needs the test run's Django settings: the test database's URL for a subprocess, the worker
-in a thread or as `run_listeners`, and a JetStream client callable from synchronous tests."""
+"""Support that needs the test run's Django settings: the service's environment with the run's keys and the
+test database's URL for a subprocess, the worker in a thread or as `run_listeners`, and a JetStream client
+callable from synchronous tests."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from urllib.parse import quote
 
 import nats
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import connection, connections
 from nats.js.errors import NotFoundError
 
@@ -27,6 +29,7 @@ from messaging.jetstream import durable_name, ensure_streams, nats_servers
 from messaging.listener import Listener, registered_listeners
 from messaging.worker import Worker
 from testsupport.processes import Child
+from testsupport.service import service_env
 from testsupport.waiting import wait_until
 
 
@@ -42,6 +45,12 @@ def database_under_test_url() -> str:
         port = f":{db['PORT']}" if db.get("PORT") else ""
         return f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}{port}/{db['NAME']}"
     raise NotImplementedError(f"no DATABASE_URL for {connection.vendor}")
+
+
+def service_env_for_tests(**kwargs: Any) -> dict[str, str]:
+    """`testsupport.service.service_env` with this test run's JWT_KEY and SECRET_KEY, so the service under
+    test accepts the cookies the test signs."""
+    return service_env(jwt_key=settings.JWT_KEY, secret_key=settings.SECRET_KEY, **kwargs)
 
 
 def ticket_payload(ticket_id: str, version: int = 0, *, title: str | None = None, price: float = 20) -> dict:

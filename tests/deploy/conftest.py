@@ -1,4 +1,5 @@
-"""The API and the worker running for real (nats-server, gunicorn, run_listeners), scraped by a real Prometheus."""
+"""The API and the worker running for real (nats-server, the API as shipped on granian, run_listeners), scraped by a
+real Prometheus."""
 
 from __future__ import annotations
 
@@ -15,23 +16,17 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from django.conf import settings
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.ids import new_object_id
-from messaging.embedded import nats_server_args
 from tests.deploy.test_k8s import containers, env, main_container, workloads
-from tests.reliability.support import (
-    Bus,
-    Processes,
-    migrate,
-    service_env,
-    start_api,
-    start_worker,
-    wait_for_port,
-)
-from testsupport.processes import free_port
-from testsupport.waiting import wait_until
-from web.management.commands.mint_token import session_cookie_value
+from testsupport.http import session_cookie
+from testsupport.nats import NatsServer
+from testsupport.processes import Processes, free_port
+from testsupport.service import migrate, start_api, start_worker
+from testsupport.testrun import JetStream, service_env_for_tests
+from testsupport.waiting import wait_for_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = ROOT / "deploy" / "prometheus"
@@ -125,7 +120,7 @@ class ObservedService:
     worker: str
     prometheus: str
     processes: Processes
-    bus: Bus
+    bus: JetStream
     pod_targets: list[dict] = field(default_factory=list)
 
     def scrape(self, base: str) -> str:
@@ -175,15 +170,13 @@ class Probes:
         self.thread.join(10)
 
 
-def create_an_order(api: str, bus: Bus) -> None:
+def create_an_order(api: str, bus: JetStream) -> None:
     """The traffic that makes the service's series appear: a ticket event consumed, an order created
     (and its order:created relayed), a list and a 404."""
     ticket_id = new_object_id()
     ticket = {"id": ticket_id, "version": 0, "title": "concert", "price": 20, "userId": new_object_id()}
-    bus.publish_all([("ticket:created", ticket, new_object_id())])
-    user_id = new_object_id()
-    cookie = f"session={session_cookie_value(user_id=user_id, email='alerts@test.com')}"
-    headers = {"Cookie": cookie}
+    bus.publish("ticket:created", ticket)
+    headers = {"Cookie": session_cookie(new_object_id(), jwt_key=settings.JWT_KEY, email="alerts@test.com")}
 
     def created() -> bool:
         # 404 until the worker has applied ticket:created to the replica.
@@ -200,20 +193,18 @@ def create_an_order(api: str, bus: Bus) -> None:
 
 @pytest.fixture(scope="session")
 def observed_service(tmp_path_factory) -> Iterator[ObservedService]:
-    """nats-server, the API (gunicorn) and the worker on a SQLite file of their own, traffic through them,
+    """nats-server, the API (granian, as shipped) and the worker on a SQLite file of their own, traffic through them,
     probes as the kubelet sends them, and Prometheus scraping both with deploy/prometheus/'s config and rules."""
     prometheus_binary = tool("prometheus")
     workdir = tmp_path_factory.mktemp("observed")
     processes = Processes(workdir)
     bus = None
     try:
-        nats_port = free_port()
-        (workdir / "nats").mkdir()
-        nats = processes.start("nats", nats_server_args(port=nats_port, store_dir=workdir / "nats"))
-        wait_for_port(nats_port, timeout=20, alive=nats.alive, what="nats-server")
-        service = service_env(
+        nats = NatsServer(workdir).start()
+        processes.cleanups.append(nats.stop)
+        service = service_env_for_tests(
             database_url=f"sqlite:///{workdir / 'orders.sqlite3'}",
-            nats_url=f"nats://127.0.0.1:{nats_port}",
+            nats_url=nats.url,
             data_dir=workdir,
             ALLOWED_HOSTS=api_allowed_hosts(),
             WORKER_METRICS_HOST="127.0.0.1",
@@ -221,14 +212,12 @@ def observed_service(tmp_path_factory) -> Iterator[ObservedService]:
         migrate(service)
         api = start_api(processes, "api", service)
         worker = start_worker(processes, "worker", service)
-        worker_port = int(worker.env["WORKER_METRICS_PORT"])
-        worker_base = f"http://127.0.0.1:{worker_port}"
-        bus = Bus(f"nats://127.0.0.1:{nats_port}")
-        with Probes([f"{api}/readyz", f"{worker_base}/healthz"]):
-            create_an_order(api, bus)
-            api_port = int(api.rsplit(":", 1)[1])
+        worker_base = f"http://127.0.0.1:{worker.metrics_port}"
+        bus = JetStream(nats.url, name="deploy-tests")
+        with Probes([f"{api.url}/readyz", f"{worker_base}/healthz"]):
+            create_an_order(api.url, bus)
             pod_targets = kubernetes_pod_targets(
-                {("orders-depl", 3000): api_port, ("orders-worker-depl", 9102): worker_port}
+                {("orders-depl", 3000): api.port, ("orders-worker-depl", 9102): worker.metrics_port}
             )
             config = prometheus_config(workdir, pod_targets)
             prometheus_port = free_port()
@@ -244,7 +233,7 @@ def observed_service(tmp_path_factory) -> Iterator[ObservedService]:
             )
             wait_for_port(prometheus_port, timeout=60, alive=prometheus.alive, what="prometheus")
             observed = ObservedService(
-                api=api,
+                api=api.url,
                 worker=worker_base,
                 prometheus=f"http://127.0.0.1:{prometheus_port}",
                 processes=processes,

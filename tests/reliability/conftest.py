@@ -7,7 +7,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from .support import PG_BIN, Netns, PostgresServer, Processes, Scale, current_scale, netns_unavailable
+from testsupport.netns import Netns, netns_unavailable
+from testsupport.postgres import PG_BIN, PostgresServer
+from testsupport.processes import Processes
+
+from .support import Scale, current_scale
 
 
 @pytest.fixture(scope="session")

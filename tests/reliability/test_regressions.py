@@ -1,7 +1,7 @@
 """Earlier faults, kept at CI size on the database under test: races, killed workers, a NATS outage.
 
 messaging/tests/test_faults.py covers each fault once, small and in-process; these run the real
-processes (gunicorn, `run_listeners`) longer and harder, and grow with RELIABILITY_SCALE.
+processes (the API as shipped, granian; `run_listeners`) longer and harder, and grow with RELIABILITY_SCALE.
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ from messaging.events import Subject
 from messaging.models import FailedEvent, OutboxEvent
 from messaging.order_status import ORDER_ACTIVE_STATUSES
 from orders.models import Order
-from testsupport.testrun import ticket_payload
+from testsupport.http import post_order
+from testsupport.service import start_api, start_worker
+from testsupport.testrun import database_under_test_url, ticket_payload
 from testsupport.waiting import wait_until
 from tickets_replica.models import Ticket
-from web.management.commands.mint_token import session_cookie_value
 
-from .support import Bus, database_under_test_url, post_order, record, service_env, start_api, start_worker
+from .support import STREAM, cookie_for, fault_env, jetstream_for, record
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(900)]
 
@@ -39,19 +40,15 @@ def env_for(transactional_db, processes):
     """The service's environment on the test database, for a given NATS URL."""
 
     def make(nats_url: str = "nats://127.0.0.1:9") -> dict[str, str]:
-        return service_env(database_url=database_under_test_url(), nats_url=nats_url, data_dir=processes.workdir)
+        return fault_env(database_url=database_under_test_url(), nats_url=nats_url, data_dir=processes.workdir)
 
     return make
 
 
-def cookie_for(user_id: str) -> str:
-    return f"session={session_cookie_value(user_id=user_id, email=f'{user_id}@test.com')}"
-
-
 def test_rounds_of_users_racing_for_one_ticket_reserve_each_exactly_once(processes, env_for, make_ticket, scale):
-    api = start_api(processes, "api", env_for())
+    api = start_api(processes, "api", env_for()).url
     tickets = [make_ticket() for _ in range(scale.race_rounds)]
-    users = [cookie_for(new_object_id()) for _ in range(scale.race_users)]
+    users = [cookie_for() for _ in range(scale.race_users)]
     started = time.monotonic()
     statuses: Counter = Counter()
 
@@ -95,8 +92,7 @@ APPLIED = re.compile(r" applied (ticket:\w+) seq=(\d+) ")
 
 def test_shuffled_ticket_events_survive_repeated_worker_sigkills(processes, env_for, nats_server, scale):
     env = env_for(nats_server.url)
-    bus = Bus(nats_server.url)
-    processes.cleanups.append(bus.close)
+    jetstream = jetstream_for(processes, nats_server.url)
     seed = random.randrange(2**32)
     ticket_ids = [new_object_id() for _ in range(scale.shuffle_tickets)]
     last = scale.shuffle_versions
@@ -113,7 +109,7 @@ def test_shuffled_ticket_events_survive_repeated_worker_sigkills(processes, env_
         return Ticket.objects.filter(version=last, title=f"v{last}").count()
 
     workers = [start_worker(processes, "worker-1", env)]
-    bus.publish_all(events, window=256)
+    jetstream.publish_all(events, window=256)
     kills = 0
     for kill in range(1, scale.worker_kills + 1):
         # Kill when the replica is part of the way there, then start a fresh worker.
@@ -149,12 +145,11 @@ def test_orders_created_through_a_nats_outage_reach_the_stream_once(
     processes, env_for, nats_server, make_ticket, scale
 ):
     env = env_for(nats_server.url)
-    api = start_api(processes, "api", env)
+    api = start_api(processes, "api", env).url
     worker = start_worker(processes, "worker", env)
-    bus = Bus(nats_server.url)
-    processes.cleanups.append(bus.close)
+    jetstream = jetstream_for(processes, nats_server.url)
     tickets = [make_ticket().id for _ in range(int(scale.nats_outage_seconds * 40) + 200)]
-    cookie = cookie_for(new_object_id())
+    cookie = cookie_for()
     results: list[tuple[int, object]] = []
     stop = threading.Event()
 
@@ -186,7 +181,7 @@ def test_orders_created_through_a_nats_outage_reach_the_stream_once(
         timeout=120,
         message="the outbox to drain after the outage",
     )
-    on_stream = bus.messages("ticketing", Subject.ORDER_CREATED.value)
+    on_stream = jetstream.messages(Subject.ORDER_CREATED.value, stream=STREAM)
     assert Counter(m.headers["Nats-Msg-Id"] for m in on_stream) == Counter(
         OutboxEvent.objects.filter(subject="order:created").values_list("id", flat=True)
     )

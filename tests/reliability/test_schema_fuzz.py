@@ -1,4 +1,4 @@
-"""schemathesis against a live gunicorn: every answer is in the OpenAPI document, none is a 5xx."""
+"""schemathesis against the live API (granian, as shipped): every answer is in the OpenAPI document, none is a 5xx."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ import sys
 import pytest
 
 from core.ids import new_object_id
+from testsupport.service import start_api
+from testsupport.testrun import database_under_test_url
 from web.management.commands.mint_token import session_token
 
-from .support import database_under_test_url, record, service_env, start_api
+from .support import fault_env, record
 
 pytestmark = [pytest.mark.reliability]
 
@@ -32,10 +34,10 @@ TICKETS = 60
 
 @pytest.fixture
 def live_api(transactional_db, processes, make_ticket):
-    """gunicorn (the repository's gunicorn.conf.py) on the test database, with tickets in the replica."""
+    """The API as shipped (granian) on the test database, with tickets in the replica."""
     tickets = [make_ticket(price=n + 0.5).id for n in range(TICKETS)]
-    env = service_env(database_url=database_under_test_url(), nats_url="nats://127.0.0.1:9", data_dir=processes.workdir)
-    return start_api(processes, "api", env), tickets
+    env = fault_env(database_url=database_under_test_url(), data_dir=processes.workdir)
+    return start_api(processes, "api", env).url, tickets
 
 
 def schemathesis(processes, api: str, tickets: list[str], *, name: str, headers: list[str], examples: int, phases: str):

@@ -8,8 +8,9 @@ import requests
 from core.ids import new_object_id
 from devtools.otlp_sink import OtlpSink, ReceivedSpan
 from orders.models import Order
-from tests.reliability.support import Processes, database_under_test_url, service_env, start_api, start_worker
-from testsupport.testrun import ticket_payload
+from testsupport.processes import Processes
+from testsupport.service import start_api, start_worker
+from testsupport.testrun import database_under_test_url, service_env_for_tests, ticket_payload
 from testsupport.waiting import wait_until
 from tickets_replica.models import Ticket
 from web.tests.tracing_support import new_traceparent, parse_traceparent, publish_traced
@@ -44,17 +45,17 @@ def the_span(spans: list[ReceivedSpan], name: str) -> ReceivedSpan:
 def test_one_trace_holds_the_request_the_outbox_write_the_publish_and_the_consuming_spans(
     transactional_db, nats_server, jetstream, make_user, processes, sink, tmp_path
 ):
-    env = {
-        k: v
-        for k, v in service_env(
-            database_url=database_under_test_url(), nats_url=nats_server.url, data_dir=tmp_path
-        ).items()
-        if not k.startswith("OTEL_")
-    }
-    # The standard variables only; a short batch delay so the spans arrive while the test waits.
-    env.update(OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint, OTEL_BSP_SCHEDULE_DELAY="100")
+    # The standard variables only (service_env passes none of the shell's OTEL_* on); a short batch delay so
+    # the spans arrive while the test waits.
+    env = service_env_for_tests(
+        database_url=database_under_test_url(),
+        nats_url=nats_server.url,
+        data_dir=tmp_path,
+        OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint,
+        OTEL_BSP_SCHEDULE_DELAY="100",
+    )
     start_worker(processes, "worker", env)
-    base = start_api(processes, "api", env, workers=1)
+    base = start_api(processes, "api", env, workers=1).url
 
     # The tickets service announces a ticket, in a trace of its own.
     ticket_id = new_object_id()
