@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,9 @@ from rest_framework.test import APIClient
 from core.ids import new_object_id
 from tests.contract.published import Checked, assert_published_events_conform
 from testsupport.nats import NatsServer
-from testsupport.testrun import JetStream, WorkerThread
+from testsupport.processes import Child, Processes
+from testsupport.service import start_worker
+from testsupport.testrun import JetStream, WorkerThread, worker_env
 from tickets_replica.models import Ticket
 from web.handlers import OrdersWSGIRequest
 from web.management.commands.mint_token import session_cookie_value
@@ -135,6 +138,20 @@ def run_worker(transactional_db, nats_server, jetstream, monkeypatch):
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def worker_process(transactional_db, nats_server, tmp_path) -> Iterator[Callable[..., Child]]:
+    """Start `python manage.py run_listeners` on the test database (test settings; `env` on top), waited for
+    until it listens; its metrics on `child.metrics_port`, its log in a file of its own. All stopped at the end."""
+    processes = Processes(tmp_path)
+    runs = itertools.count(1)
+
+    def start(**env: str) -> Child:
+        return start_worker(processes, f"run_listeners-{next(runs)}", worker_env(nats_server.url, **env))
+
+    yield start
+    processes.close()
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -8,9 +8,10 @@
 - `netns`: a network namespace joined by a veth pair, for blackholes (`Netns`).
 - `service`: the service's own processes: its environment, `migrate`, the API server (granian or
   gunicorn) and the worker (`run_listeners`).
-- `http`: the auth service's session cookie, raw HTTP framing, timed requests.
+- `http`: the auth service's session cookie, raw HTTP framing, timed requests, a scrape of /metrics.
 
 These modules import nothing from Django, so `bench/` uses them outside any settings. What needs the
-test run's Django settings lives in `testsupport.testrun` (the in-process worker, the JetStream client,
-the test database's URL, the service's environment with the run's keys).
+test run's Django settings lives in `testsupport.testrun` (the in-process worker, the service's environment
+with the run's keys and that of a `run_listeners` on the test database, the JetStream client, a pull consumer
+bound as the worker binds it, the test database's URL).
 """

@@ -1,9 +1,11 @@
-"""HTTP as the service's clients speak it: the auth service's cookie, timed requests, raw framing."""
+"""HTTP as the service's clients speak it: the auth service's cookie, timed requests, raw framing, and the
+Prometheus text an operator's scraper reads."""
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -102,3 +104,21 @@ class Responses:
 def chunked(body: bytes, size: int) -> bytes:
     pieces = [b"%x\r\n%s\r\n" % (len(body[i : i + size]), body[i : i + size]) for i in range(0, len(body), size)]
     return b"".join(pieces) + b"0\r\n\r\n"
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of the Prometheus text `text` (0 when absent)."""
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0])) if "{" in line else {}
+        if all(found.get(k) == v for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def scrape(port: int) -> str:
+    """GET /metrics on a loopback port (a worker's WORKER_METRICS_PORT, an API server's port)."""
+    response = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    response.raise_for_status()
+    return response.text

@@ -1,6 +1,6 @@
-"""Support that needs the test run's Django settings: the service's environment with the run's keys and the
-test database's URL for a subprocess, the worker in a thread or as `run_listeners`, and a JetStream client
-callable from synchronous tests."""
+"""Support that needs the test run's Django settings: the service's environment with the run's keys, the
+test database's URL for a subprocess, the worker in a thread or the environment of a `run_listeners`, and a
+JetStream client callable from synchronous tests."""
 
 from __future__ import annotations
 
@@ -8,16 +8,14 @@ import asyncio
 import contextlib
 import json
 import os
-import re
-import sys
 import threading
 import time
 from collections.abc import Coroutine, Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import nats
+import nats.errors
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, connections
@@ -25,10 +23,9 @@ from nats.js.errors import NotFoundError
 
 from core.ids import new_object_id
 from messaging.events import Subject
-from messaging.jetstream import durable_name, ensure_streams, nats_servers
+from messaging.jetstream import durable_name, ensure_consumer, ensure_streams, nats_servers
 from messaging.listener import Listener, registered_listeners
 from messaging.worker import Worker
-from testsupport.processes import Child
 from testsupport.service import service_env
 from testsupport.waiting import wait_until
 
@@ -238,6 +235,44 @@ class JetStream:
         return wait_until(settled, timeout=timeout, message=f"{subject} consumer to ack everything")
 
 
+class PullConsumer:
+    """A subject's durable pull consumer, made and bound as the worker does, for a test to fetch from and then
+    hand the messages to `process_message` / `process_batch` itself."""
+
+    def __init__(self, jetstream: JetStream, subject: Subject | str) -> None:
+        self.jetstream = jetstream
+        self.subject = Subject(subject)
+        stream = jetstream.stream_name(self.subject.value)
+        durable = jetstream.call(ensure_consumer(jetstream.js, stream=stream, subject=self.subject))
+        self.subscription = jetstream.call(jetstream.js.pull_subscribe_bind(durable=durable, stream=stream))
+
+    def fetch(self, count: int, *, timeout: float = 5) -> list:
+        """Exactly `count` messages, over as many fetches as it takes (nats.errors.TimeoutError if they do not come)."""
+        messages: list = []
+        while len(messages) < count:
+            messages += self.jetstream.call(self.subscription.fetch(batch=count - len(messages), timeout=timeout))
+        return messages
+
+    def next(self, *, timeout: float = 5):
+        [msg] = self.fetch(1, timeout=timeout)
+        return msg
+
+    def nothing_to_fetch(self, *, timeout: float = 0.5) -> bool:
+        try:
+            self.jetstream.call(self.subscription.fetch(batch=1, timeout=timeout))
+        except nats.errors.TimeoutError:
+            return True
+        return False
+
+    def info(self):
+        return self.jetstream.consumer_info(self.subject)
+
+    def settled(self) -> bool:
+        """Every message delivered and acknowledged (or terminated)."""
+        info = self.info()
+        return info.num_ack_pending == 0 and info.num_pending == 0
+
+
 class WorkerThread:
     """`messaging.worker.Worker` running on its own asyncio loop in a background thread."""
 
@@ -286,35 +321,15 @@ class WorkerThread:
         assert self.error is None, f"the worker failed: {self.error!r}"
 
 
-LISTENER_LINE = re.compile(r" messaging\.listener (?:\[\S*\] )?(\w+) (\S+) seq=(\d+) ")
-
-
-class WorkerProcess(Child):
-    """`python manage.py run_listeners` on the test database with the test settings, logging to a file."""
-
-    def __init__(self, log_path: Path, *, nats_url: str, **env: str) -> None:
-        environment = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "ticketing_orders.settings_test",
-            "NATS_URL": nats_url,
-            "DATABASE_URL": database_under_test_url(),
-            "LOG_LEVEL": "INFO",
-            "PYTHONUNBUFFERED": "1",
-            **env,
-        }
-        super().__init__(
-            log_path.stem, [sys.executable, "manage.py", "run_listeners"], log_path=log_path, env=environment
-        )
-
-    def wait_for_log(self, text: str, *, timeout: float = 20) -> None:
-        def seen() -> bool:
-            if text in self.log():
-                return True
-            self.check_alive()
-            return False
-
-        wait_until(seen, timeout=timeout, message=f"{text!r} in {self.name}'s log")
-
-    def outcomes(self) -> list[tuple[str, str, int]]:
-        """(result, subject, stream sequence) of every message the log says was settled."""
-        return [(m[1], m[2], int(m[3])) for m in LISTENER_LINE.finditer(self.log())]
+def worker_env(nats_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a `run_listeners` started by a test (`testsupport.service.start_worker`): the test
+    settings (quick retries) on the test database, pointed at the test's nats-server; `extra` on top."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "ticketing_orders.settings_test",
+        "NATS_URL": nats_url,
+        "DATABASE_URL": database_under_test_url(),
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }

@@ -50,6 +50,16 @@ class ServerRecordFilter(logging.Filter):
         return True
 
 
+def json_formatter() -> dict:
+    """The JSON formatter of LOG_FORMAT=json (settings.LOGGING) and of the servers' own lines: one object a
+    line, the record's time, level, logger, message and request id."""
+    return {
+        "()": "pythonjsonlogger.json.JsonFormatter",
+        "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s",
+        "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "correlation_id": "request_id"},
+    }
+
+
 def json_logconfig(level: str, *, server_loggers: Sequence[str] = ("gunicorn.error",)) -> dict:
     """The server's own loggers as one JSON object a line, the fields LOG_FORMAT=json gives ours."""
     handler = {
@@ -62,18 +72,7 @@ def json_logconfig(level: str, *, server_loggers: Sequence[str] = ("gunicorn.err
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {"server": {"()": "web.access_log.ServerRecordFilter"}},
-        "formatters": {
-            "json": {
-                "()": "pythonjsonlogger.json.JsonFormatter",
-                "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(correlation_id)s",
-                "rename_fields": {
-                    "asctime": "time",
-                    "levelname": "level",
-                    "name": "logger",
-                    "correlation_id": "request_id",
-                },
-            }
-        },
+        "formatters": {"json": json_formatter()},
         # gunicorn merges this over its defaults (its handler names); granian replaces its own with it.
         "handlers": {"console": handler, "error_console": {**handler, "stream": "ext://sys.stderr"}},
         "root": {"level": level.upper(), "handlers": ["console"]},

@@ -19,7 +19,6 @@ from messaging.worker import registered_periodic
 from orders import idempotency, services
 from orders.exceptions import IdempotencyKeyInProgress
 from orders.models import IdempotencyKey, Order, OrderStatus
-from testsupport.testrun import WorkerProcess
 from testsupport.waiting import wait_until
 from tickets_replica.models import Ticket
 
@@ -301,22 +300,16 @@ def test_the_purge_is_one_of_the_workers_periodic_tasks(settings):
 
 
 @pytest.mark.nats
-def test_run_listeners_purges_expired_keys(transactional_db, nats_server, tmp_path):
+def test_run_listeners_purges_expired_keys(worker_process):
     expired, kept = make_key(age_seconds=7200), make_key(age_seconds=1)
-    worker = WorkerProcess(
-        tmp_path / "run_listeners.log", nats_url=nats_server.url, IDEMPOTENCY_KEY_TTL_SECONDS="3600"
-    ).start()
-    try:
-        wait_until(
-            lambda: not IdempotencyKey.objects.filter(id=expired.id).exists(),
-            timeout=30,
-            message="the worker to purge the expired key",
-        )
-    finally:
-        worker.stop()
+    worker_process(IDEMPOTENCY_KEY_TTL_SECONDS="3600")
 
+    wait_until(
+        lambda: not IdempotencyKey.objects.filter(id=expired.id).exists(),
+        timeout=30,
+        message="the worker to purge the expired key",
+    )
     assert list(IdempotencyKey.objects.values_list("id", flat=True)) == [kept.id]
-    assert "purged 1 expired idempotency keys" in worker.log()
 
 
 # --- A key held by a request still running ----------------------------------------------------------

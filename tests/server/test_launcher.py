@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from tests.server.support import REPO
+from testsupport.processes import REPO
 from ticketing_orders.server import DEFAULTS, granian_environment
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import requests
 
 from tests.server.support import Server
-from web.tests.test_observability import metric
+from testsupport.http import metric, scrape
+from testsupport.processes import process_tree
 
 REQUESTS = 60
 NAME = "django_http_responses_total_by_status_view_method_total"
@@ -19,19 +20,8 @@ LABELS = {"status": "200", "view": "orders", "method": "GET"}
 
 
 def worker_pids(server: Server) -> set[int]:
-    return {
-        int(entry)
-        for entry in os.listdir("/proc")
-        if entry.isdigit() and _parent(int(entry)) == server.process.pid and "worker" in _cmdline(int(entry))
-    }
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
+    tree, stats = process_tree(server.process.pid)
+    return {pid for pid in tree if int(stats[pid][1]) == server.process.pid and "worker" in _cmdline(pid)}
 
 
 def _cmdline(pid: int) -> str:
@@ -51,7 +41,7 @@ def call_many(server: Server) -> None:
 
 
 def counted(server: Server) -> float:
-    return metric(requests.get(f"{server.base}/metrics", timeout=10).text, NAME, **LABELS)
+    return metric(scrape(server.port), NAME, **LABELS)
 
 
 def test_every_worker_process_is_counted_and_a_dead_ones_requests_stay(tmp_path):
@@ -61,7 +51,7 @@ def test_every_worker_process_is_counted_and_a_dead_ones_requests_stay(tmp_path)
         # Each scrape may be answered by any of the three processes: every one must see all requests.
         for _ in range(6):
             assert counted(server) - before == REQUESTS
-        text = requests.get(f"{server.base}/metrics", timeout=10).text
+        text = scrape(server.port)
         # The worker's metrics are the worker's: the API does not show them (as zeros).
         assert "orders_worker_" not in text
 

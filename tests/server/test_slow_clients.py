@@ -15,7 +15,8 @@ import requests
 from django.conf import settings
 
 from core.ids import new_object_id
-from tests.server.support import NOT_FOUND, TOO_LARGE, Responses, Server, chunked
+from tests.server.support import NOT_FOUND, TOO_LARGE, Server
+from testsupport.http import Responses, chunked
 
 SLOW_CLIENTS = int(os.environ.get("SLOW_CLIENTS", "50"))
 HOLD_SECONDS = float(os.environ.get("SLOW_CLIENT_HOLD_SECONDS", "15"))

@@ -8,7 +8,8 @@ import socket
 import threading
 import time
 
-from tests.server.support import TOO_LARGE, Server, process_tree_rss
+from tests.server.support import TOO_LARGE, Server
+from testsupport.processes import process_tree_rss
 
 CLIENTS = int(os.environ.get("UPLOAD_CLIENTS", "50"))
 BODY_BYTES = 50 * 1024 * 1024

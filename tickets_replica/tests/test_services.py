@@ -107,15 +107,6 @@ def test_the_newest_version_wins_whatever_the_order():
     assert summary == {"created": set(), "updated": {"a"}, "unchanged": set()}
 
 
-def test_a_creation_after_a_newer_update_in_one_batch_changes_nothing():
-    replica_by_key, outcomes, _ = run_scenario(
-        {}, [("updated", "a", 3, "u3"), ("created", "a", 0, "c0")], batch=True, sql=True
-    )
-
-    assert replica_by_key == {"a": ("u3", 3, 3)}
-    assert outcomes == [APPLIED, IGNORED]
-
-
 def test_the_summary_says_what_was_created_updated_or_left_alone():
     _, _, summary = run_scenario(
         {"old": 3, "same": 2},

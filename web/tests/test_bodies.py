@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import secrets
 import socket
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +18,8 @@ from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
 from orders.models import Order
-from testsupport.processes import free_port
+from tests.server.support import Server
+from testsupport.http import chunked
 
 pytestmark = pytest.mark.django_db
 
@@ -257,127 +256,67 @@ def dechunk(data: bytes) -> bytes:
 
 
 def chunked_request(path: str, body: bytes, cookie: str, chunk_size: int = 7) -> bytes:
-    chunks = b"".join(
-        f"{len(body[i : i + chunk_size]):x}\r\n".encode() + body[i : i + chunk_size] + b"\r\n"
-        for i in range(0, len(body), chunk_size)
-    )
     head = (
         f"POST {path} HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\nContent-Type: application/json\r\n"
         "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     )
-    return head.encode() + chunks + b"0\r\n\r\n"
+    return head.encode() + chunked(body, chunk_size)
 
 
-SERVERS = ["granian", "gunicorn"]
-
-
-@pytest.fixture(scope="module")
-def migrated_site(tmp_path_factory) -> tuple[dict[str, str], str]:
-    """A migrated SQLite database in a temp dir with one ticket per server; its env and a cookie."""
-    data_dir = tmp_path_factory.mktemp("server-data")
-    env = {
-        "PATH": os.environ["PATH"],
-        "HOME": str(data_dir),
-        "DJANGO_SETTINGS_MODULE": "ticketing_orders.settings",
-        "DATA_DIR": str(data_dir),
-        "DATABASE_URL": f"sqlite:///{data_dir / 'orders.sqlite3'}",
-        "JWT_KEY": secrets.token_urlsafe(32),
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "WEB_CONCURRENCY": "1",
-    }
-    setup = (
-        "import django; django.setup()\n"
-        "from django.core.management import call_command\n"
-        "call_command('migrate', '--noinput', verbosity=0)\n"
-        "from tickets_replica.models import Ticket\n"
-        f"for ticket_id in {[ticket_id_for(server) for server in SERVERS]!r}:\n"
-        "    Ticket.objects.create(id=ticket_id, title='concert', price=20, version=0)\n"
-        "from web.management.commands.mint_token import session_cookie_value\n"
-        "print('session=' + session_cookie_value(user_id='65f0c0ffee00000000000001', email='a@test.com'))\n"
-    )
-    made = subprocess.run(
-        [sys.executable, "-c", setup], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=180
-    )
-    assert made.returncode == 0, made.stderr
-    return env, made.stdout.strip().splitlines()[-1]
-
-
-def ticket_id_for(server: str) -> str:
-    return f"65f0c0ffee0000000000abc{SERVERS.index(server)}"
-
-
-@pytest.fixture(scope="module", params=SERVERS)
-def api_server(request, migrated_site):
+@pytest.fixture(scope="module", params=["granian", "gunicorn"])
+def api_server(request, tmp_path_factory) -> Iterator[tuple[int, str, str, Server]]:
     """The default server (`python -m ticketing_orders.server`: granian), then `gunicorn -c gunicorn.conf.py
-    ticketing_orders.wsgi`, on the migrated site: reading a body must not depend on the server."""
-    env, cookie = migrated_site
-    port = free_port()
-    env = {**env, "GRANIAN_HOST": "127.0.0.1", "GRANIAN_PORT": str(port), "GUNICORN_BIND": f"127.0.0.1:{port}"}
-    command = {
-        "granian": [sys.executable, "-m", "ticketing_orders.server"],
-        "gunicorn": [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "ticketing_orders.wsgi"],
-    }[request.param]
-    ticket_id = ticket_id_for(request.param)
-    data_dir = Path(env["DATA_DIR"])
-    log = data_dir / f"{request.param}.log"
-    with open(log, "wb") as log_file:
-        process = subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if http(port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-        yield port, cookie, ticket_id, log
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    ticketing_orders.wsgi`, on a migrated site of its own with one ticket: reading a body must not depend on
+    the server."""
+    ticket_id = "65f0c0ffee0000000000abc0"
+    with Server(tmp_path_factory.mktemp(request.param), request.param, WEB_CONCURRENCY="1").running() as server:
+        setup = (
+            "import django; django.setup()\n"
+            "from tickets_replica.models import Ticket\n"
+            f"Ticket.objects.create(id={ticket_id!r}, title='concert', price=20, version=0)\n"
+        )
+        made = subprocess.run(
+            [sys.executable, "-c", setup], cwd=BASE_DIR, env=server.env, capture_output=True, text=True, timeout=180
+        )
+        assert made.returncode == 0, made.stderr
+        yield server.port, server.cookie, ticket_id, server
 
 
 @pytest.mark.django_db(False)
 def test_the_server_serves_the_signed_in_api(api_server):
-    port, cookie, _, log = api_server
+    port, cookie, _, server = api_server
     request = f"GET /api/orders HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
 
     status, body = http(port, request.encode())
 
-    assert status == 200, log.read_text()[-3000:]
-    assert all(order["userId"] == "65f0c0ffee00000000000001" for order in json.loads(body))
+    assert status == 200, server.log()[-3000:]
+    assert all(order["userId"] == server.user_id for order in json.loads(body))
 
 
 @pytest.mark.django_db(False)
 def test_the_server_reads_a_chunked_body(api_server):
-    port, cookie, ticket_id, log = api_server
+    port, cookie, ticket_id, server = api_server
 
     status, body = http(port, chunked_request("/api/orders", json.dumps({"ticketId": ticket_id}).encode(), cookie))
 
-    assert status == 201, (body, log.read_text()[-3000:])
+    assert status == 201, (body, server.log()[-3000:])
     assert json.loads(body)["ticket"]["id"] == ticket_id
 
 
 @pytest.mark.django_db(False)
 def test_the_server_answers_413_to_a_chunked_body_over_the_limit(api_server):
-    port, cookie, ticket_id, log = api_server
+    port, cookie, ticket_id, server = api_server
 
     status, body = http(port, chunked_request("/api/orders", order_body(ticket_id, LIMIT + 10), cookie, 65536))
 
-    assert (status, json.loads(body)) == (413, TOO_LARGE), log.read_text()[-3000:]
+    assert (status, json.loads(body)) == (413, TOO_LARGE), server.log()[-3000:]
 
 
 @pytest.mark.django_db(False)
 def test_the_server_answers_a_broken_chunked_body_with_a_4xx(api_server):
-    port, cookie, _, log = api_server
+    port, cookie, _, server = api_server
     request = chunked_request("/api/orders", b'{"ticketId": "x"}', cookie).replace(b"\r\n7\r\n", b"\r\nzz\r\n", 1)
 
     status, _ = http(port, request)
 
-    assert 400 <= status < 500, log.read_text()[-3000:]
+    assert 400 <= status < 500, server.log()[-3000:]

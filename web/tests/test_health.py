@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import socket
 import subprocess
 import sys
@@ -84,7 +82,7 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_readyz_is_503_and_healthz_200_when_postgresql_is_unreachable(tmp_path):
+def test_readyz_is_503_and_healthz_200_when_postgresql_is_unreachable(production_env):
     """The real routes, in a process configured with a PostgreSQL URL on a port where nothing listens."""
     script = (
         "import json, django\n"
@@ -96,11 +94,7 @@ def test_readyz_is_503_and_healthz_200_when_postgresql_is_unreachable(tmp_path):
         "    print(json.dumps([path, response.status_code, response['Content-Type'], response.json()]))\n"
     )
     env = {
-        "PATH": os.environ["PATH"],
-        "DJANGO_SETTINGS_MODULE": "ticketing_orders.settings",
-        "DATA_DIR": str(tmp_path),
-        "JWT_KEY": secrets.token_urlsafe(32),
-        "SECRET_KEY": secrets.token_urlsafe(50),
+        **production_env,
         "ALLOWED_HOSTS": "testserver",
         "DATABASE_URL": f"postgres://orders@127.0.0.1:{_closed_port()}/orders",
     }

@@ -11,20 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from testsupport.http import metric
+
 pytestmark = pytest.mark.django_db
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """The value of one sample of the Prometheus text `text` (0 when absent)."""
-    for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0])) if "{" in line else {}
-        if all(found.get(k) == v for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def test_metrics_count_requests_by_route_and_status(client, signed_in, make_ticket):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -20,22 +18,6 @@ PRINT_SETTINGS = (
     "from django.conf import settings\n"
     "print(json.dumps([settings.DEBUG, settings.JWT_KEY, settings.SIMPLE_JWT['SIGNING_KEY']]))\n"
 )
-
-
-@pytest.fixture
-def production_env(tmp_path) -> dict[str, str]:
-    """What a deployment sets: JWT_KEY, a long random SECRET_KEY, ALLOWED_HOSTS; DEBUG unset.
-
-    Built from scratch rather than copied: the test process has the test settings' variables.
-    """
-    return {
-        "PATH": os.environ["PATH"],
-        "DJANGO_SETTINGS_MODULE": "ticketing_orders.settings",
-        "DATA_DIR": str(tmp_path / "data"),
-        "JWT_KEY": secrets.token_urlsafe(32),
-        "SECRET_KEY": secrets.token_urlsafe(64),
-        "ALLOWED_HOSTS": "ticketing.dev,orders-srv",
-    }
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
