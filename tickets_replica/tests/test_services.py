@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pytest
-from django.db import IntegrityError
+from django.db import IntegrityError, connection
 
 from core.ids import new_object_id
 from tickets_replica.models import Ticket
@@ -75,6 +76,7 @@ SCENARIOS = {
     "equal versions, first wins": ({}, [("updated", "a", 1, "first"), ("updated", "a", 1, "second")]),
     "create above a later update": ({}, [("created", "a", 5, "c5"), ("updated", "a", 3, "u3")]),
     "update below a later create": ({}, [("updated", "a", 3, "u3"), ("created", "a", 5, "c5")]),
+    "created when there, then another": ({"a": 0}, [("created", "a", 0, "again"), ("created", "b", 0, "b0")]),
     "several tickets": (
         {"b": 4},
         [("updated", "b", 5, "b5"), ("created", "a", 0, "a0"), ("updated", "c", 2, "c2"), ("updated", "b", 3, "b3")],
@@ -153,3 +155,49 @@ def test_a_failing_batch_leaves_nothing_behind(sql):
         tickets_apply(changes=[created(good, 0), updated(bad, -1)], sql=sql)
 
     assert not Ticket.objects.filter(id__in=[good, bad]).exists()
+
+
+@contextlib.contextmanager
+def another_writer_inserts(ticket_id: str, *, version: int):
+    """Another writer's row for `ticket_id` lands just after the first lookup that finds the ticket missing.
+
+    That lookup is the ORM path's `exists()` (the batch's first read of the versions has no LIMIT);
+    the row is written by the same connection, before the service's INSERT and its savepoint.
+    """
+    fired = False
+
+    def insert_after_the_lookup(execute, sql, params, many, context):
+        nonlocal fired
+        result = execute(sql, params, many, context)
+        if not fired and sql.startswith("SELECT") and sql.endswith("LIMIT 1") and ticket_id in (params or ()):
+            fired = True
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "INSERT INTO tickets_replica_ticket (id, title, price, version) VALUES (%s, %s, %s, %s)",
+                    [ticket_id, "other writer", version, version],
+                )
+        return result
+
+    with connection.execute_wrapper(insert_after_the_lookup):
+        yield
+    assert fired, "the service never looked the ticket up: nothing was raced"
+
+
+@pytest.mark.parametrize("kind", ["created", "updated"])
+def test_on_the_orm_path_a_ticket_inserted_between_the_lookup_and_the_insert_is_no_fault(kind):
+    """The ORM path (MongoDB's) looks the ticket up, then inserts it; another writer may insert it in between.
+
+    The IntegrityError that follows is that writer's row, not a fault: a creation then changes nothing, an
+    update is applied over the older row, and the rest of the batch goes on.
+    """
+    raced, then = new_object_id(), new_object_id()
+    change = created(raced, 3) if kind == "created" else updated(raced, 3)
+
+    with another_writer_inserts(raced, version=1):
+        result = tickets_apply(changes=[change, created(then, 0)], sql=False)
+
+    if kind == "created":
+        assert (replica(raced), result.outcomes[0]) == (("other writer", 1, 1), IGNORED)
+    else:
+        assert (replica(raced), result.outcomes[0]) == (("v3", 3, 3), APPLIED)
+    assert (replica(then), result.outcomes[1]) == (("v0", 0, 0), APPLIED)
