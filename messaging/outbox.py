@@ -34,7 +34,8 @@ def outbox_enqueue(*, event: Event) -> OutboxEvent:
         }
         if connection.vendor in SQL_VENDORS:
             _outbox_insert_sql(values)
-            return OutboxEvent.from_db(connection.alias, list(values), list(values.values()))
+            names = [field.attname for field in OutboxEvent._meta.concrete_fields]
+            return OutboxEvent.from_db(connection.alias, names, [values[name] for name in names])
         return OutboxEvent.objects.create(**values)
 
 
