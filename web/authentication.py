@@ -36,18 +36,18 @@ DECODE_FAILURE_REASONS = (
 )
 
 
-# A client sends the same token with every request, and verifying it in PyJWT was about a fifth of a
-# signed-in GET's CPU (docs/profiles/http.md, "Verified tokens"). The claims of the tokens that verified
-# lately are kept per process, keyed by the whole token (signature included) and by what verified it
-# (algorithm, keys, audience, issuer); a token that fails is never kept, and `exp` is still checked on
-# every request (SessionToken.verify). Bounded: at most this many tokens, the least recently used go.
+# A client sends the same token with every request, and verifying it through simplejwt and PyJWT cost
+# 110-126 us a request (measured in process; docs/benchmarks-notes.md, "The front door"). The claims of
+# the tokens that verified lately are kept per process, keyed by the whole token (signature included)
+# and by the backend that verified it (its keys are fixed once it has verified a token: simplejwt caches
+# the prepared key); a token that fails is never kept, and `exp` is still checked on every request
+# (SessionToken.verify). Bounded: at most this many tokens, the least recently used go.
 VERIFIED_TOKENS_KEPT = 4096
 
 
 @functools.lru_cache(maxsize=VERIFIED_TOKENS_KEPT)
-def verified_claims(token: str, backend: TokenBackend, verified_by: tuple) -> tuple[tuple[str, object], ...]:
-    """The claims of `token` as `backend` decodes and verifies them (raising as it does); `verified_by`,
-    the backend's settings, is part of the key so that other settings never reuse a verdict."""
+def verified_claims(token: str, backend: TokenBackend) -> tuple[tuple[str, object], ...]:
+    """The claims of `token` as `backend` decodes and verifies them (raising as it does)."""
     payload = backend.decode(token, verify=True)
     return tuple(payload.items())
 
@@ -92,14 +92,7 @@ class SessionToken(Token):
         backend = self.get_token_backend()
         try:
             if verify:
-                verified_by = (
-                    backend.algorithm,
-                    backend.signing_key,
-                    backend.verifying_key,
-                    backend.audience,
-                    backend.issuer,
-                )
-                self.payload = dict(verified_claims(token, backend, verified_by))
+                self.payload = dict(verified_claims(token, backend))
             else:
                 self.payload = backend.decode(token, verify=False)
         except Exception as exc:  # expired, bad signature, alg none, garbage
