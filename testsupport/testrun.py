@@ -44,6 +44,25 @@ def database_under_test_url() -> str:
     raise NotImplementedError(f"no DATABASE_URL for {connection.vendor}")
 
 
+def call_wsgi(application: Any, environ: dict) -> tuple[str, dict[str, str], bytes]:
+    """One request through a WSGI application in this thread (status, headers, body), on the test's database
+    connection: the handler's signals would close it, so they are held off as Django's test client does."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections
+
+    started: list[tuple[str, dict[str, str]]] = []
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        answer = application(environ, lambda status, headers, *args: started.append((status, dict(headers))))
+        content = b"".join(answer)
+        getattr(answer, "close", lambda: None)()
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+    return *started[0], content
+
+
 def service_env_for_tests(**kwargs: Any) -> dict[str, str]:
     """`testsupport.service.service_env` with this test run's JWT_KEY and SECRET_KEY, so the service under
     test accepts the cookies the test signs."""

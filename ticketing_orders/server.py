@@ -42,17 +42,18 @@ DEFAULTS = {
     # A worker that dies is replaced, as gunicorn's arbiter does.
     "GRANIAN_RESPAWN_FAILED_WORKERS": "true",
 }
-# Per worker: blocking threads serve the Django requests. A request whose body is still arriving
+# Per worker: blocking threads serve the requests. A request whose body is still arriving
 # holds its thread (parked in Rust, GIL released) until the body is whole, so the pool is sized for
 # trickling clients rather than for CPU: granian starts threads only while requests queue and stops
 # them after 30 s idle. Measured (docs/profiles/server.md, wrk -t2 -c32, two rounds each, on a
 # machine loaded 11-17 on 2 cores): on PostgreSQL 4 threads cost the most CPU per request and served
 # the fewest requests in both rounds, 16 and 64 were alike; on SQLite the rounds moved more than the
 # configurations differed; 2 runtime threads bought nothing. 32 leaves room for 30 trickling bodies
-# beside the normal load. The price, on SQLite only: a burst of writers that large queues on its one
-# write lock, whose waiters are not served in turn, and in `make bench`'s flash sale (64 buyers at
-# once) 10 of them waited past the 30 s lock timeout (503), where gunicorn's 2 x 4 had none. Fewer
-# (GRANIAN_BLOCKING_THREADS) suit SQLite taking write bursts where no client can trickle.
+# beside the normal load. Of these threads, at most API_REQUEST_SLOTS (4) a worker run Django at once,
+# once their bodies are in (web/handlers.py): 32 threads all running Python cost up to twice the CPU
+# per request in GIL contention (docs/profiles/server.md, "Request slots"), and on SQLite a burst of
+# 64 writers queued on its one write lock, whose waiters are not served in turn, until 10 of them
+# waited past the 30 s lock timeout (503) in `make bench`'s flash sale.
 BLOCKING_THREADS = "32"
 # Connections a worker holds at once, idle kept-alive ones included (granian takes a permit per
 # connection): well above the threads, so an upstream's pool of kept-alive connections never keeps a

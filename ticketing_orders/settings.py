@@ -263,6 +263,11 @@ WHITENOISE_MANIFEST_STRICT = False
 # (chunked bodies included: web.handlers stops reading one byte past it).
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # Django's default, 2.5 MiB
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000  # query-string and form fields; more is 400
+# Requests of one server process running in Django at once, once their bodies are in (web/handlers.py);
+# the others wait asleep, up to the wait, then get 503 `Service unavailable`. 0: no limit.
+# Chosen by measurement (docs/profiles/server.md, "Request slots").
+API_REQUEST_SLOTS = envint("API_REQUEST_SLOTS", 4)
+API_REQUEST_SLOT_WAIT_SECONDS = envfloat("API_REQUEST_SLOT_WAIT_SECONDS", 10)
 
 # Security. TLS ends at the ingress, which sets X-Forwarded-Proto.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

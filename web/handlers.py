@@ -1,23 +1,30 @@
-"""Django's WSGI handler, with a request that reads chunked bodies and survives any Content-Type charset."""
+"""Django's WSGI handler: bodies read first (chunked ones too), a bounded number of requests at once in Django,
+and a request that survives any Content-Type charset."""
 
 from __future__ import annotations
 
 import codecs
 import io
+import json
 import logging
+import threading
+import time
 
 import django
 from django.conf import settings
-from django.core.handlers.wsgi import LimitedStream, WSGIHandler, WSGIRequest
+from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
 from django.utils.http import parse_header_parameters
+from prometheus_client import Counter
+
+from web.access_log import access_logger
 
 logger = logging.getLogger(__name__)
 
 # Text codecs whose strict decoding fails with a bare UnicodeError, which Django's
 # `except UnicodeDecodeError` around query-string decoding does not catch.
 CODECS_RAISING_BARE_UNICODE_ERROR = frozenset({"idna", "punycode", "undefined"})
-# A chunked body is read this much at a time (and at most one byte past the size limit).
-UNFRAMED_READ_BYTES = 64 * 1024
+# A body is read this much at a time (a chunked one at most one byte past the size limit).
+BODY_READ_BYTES = 64 * 1024
 
 
 def is_usable_charset(charset: str) -> bool:
@@ -62,13 +69,7 @@ def has_unframed_body(environ: dict) -> bool:
 
 
 class OrdersWSGIRequest(UsableCharsetMixin, WSGIRequest):
-    """Django's request, plus chunked bodies read like any other.
-
-    Django reads only CONTENT_LENGTH bytes of wsgi.input, so a chunked body (no Content-Length) was
-    silently empty. Here it is buffered first, at most one byte past DATA_UPLOAD_MAX_MEMORY_SIZE,
-    and CONTENT_LENGTH says how much arrived, as a buffering proxy would: Django's own limit check
-    (413) and DRF's parsing then treat it exactly like a body sent with a Content-Length.
-    """
+    """Django's request, safe with a Content-Length that is not a length."""
 
     def __init__(self, environ):
         content_length = environ.get("CONTENT_LENGTH")
@@ -77,37 +78,100 @@ class OrdersWSGIRequest(UsableCharsetMixin, WSGIRequest):
             # int() it again and raise. gunicorn refuses such a header; other servers may not.
             del environ["CONTENT_LENGTH"]
         super().__init__(environ)
-        if has_unframed_body(environ):
-            self._buffer_unframed_body(environ["wsgi.input"])
 
-    def _buffer_unframed_body(self, stream) -> None:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+
+def read_body_first(environ: dict) -> None:
+    """Read the request's body into memory before the request takes a slot, as a buffering proxy does.
+
+    A body sent with a Content-Length within DATA_UPLOAD_MAX_MEMORY_SIZE is read whole; a larger one is
+    left unread, for Django to refuse (413) without reading it. A chunked body (no Content-Length) is
+    read up to one byte past the limit, and CONTENT_LENGTH says how much arrived: Django only ever reads
+    CONTENT_LENGTH bytes, so such a body was silently empty, and over the limit it now gets the same 413.
+    A body that cannot be read (broken chunk framing, a client gone) is an empty one: raised here, the
+    server's exception would escape Django and the server would answer a bare 500.
+    """
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    length = environ.get("CONTENT_LENGTH") or ""
+    if has_unframed_body(environ):
+        wanted, framed = None if limit is None else limit + 1, False
+    elif length.isascii() and length.isdigit() and int(length) > 0 and (limit is None or int(length) <= limit):
+        wanted, framed = int(length), True
+    else:
+        return
+    stream, body = environ["wsgi.input"], io.BytesIO()
+    try:
+        # In pieces: one read of limit + 1 bytes made the server buffer them all before copying
+        # them out, twice the memory per upload at the moment they crossed over.
+        while wanted is None or body.tell() < wanted:
+            size = BODY_READ_BYTES if wanted is None else min(BODY_READ_BYTES, wanted - body.tell())
+            if not (piece := stream.read(size)):
+                break
+            body.write(piece)
+    except Exception as exc:  # the server's own exception types
+        logger.info("Request body could not be read: %s", exc.__class__.__name__)
         body = io.BytesIO()
-        try:
-            # In pieces: one read of limit + 1 bytes made the server buffer them all before copying
-            # them out, twice the memory per upload at the moment they crossed over.
-            while limit is None or body.tell() <= limit:
-                wanted = UNFRAMED_READ_BYTES if limit is None else min(UNFRAMED_READ_BYTES, limit + 1 - body.tell())
-                if not (piece := stream.read(wanted)):
-                    break
-                body.write(piece)
-        except Exception as exc:  # broken chunk framing or a client gone: the server's own exception types
-            # Raised here it would escape Django (the request is built outside its error handling) and
-            # the server would answer a bare 500; an unreadable body is an empty one, and the
-            # server closes the connection whose framing it cannot follow.
-            logger.info("Chunked request body could not be read: %s", exc.__class__.__name__)
-            return
-        size = body.tell()
-        body.seek(0)
-        self.META["CONTENT_LENGTH"] = str(size)  # limit + 1 when over the limit: Django answers 413
-        self._stream = LimitedStream(body, size)
+    if not framed:
+        environ["CONTENT_LENGTH"] = str(body.tell())  # limit + 1 when over the limit: Django answers 413
+    body.seek(0)
+    environ["wsgi.input"] = body
+
+
+REFUSED_BUSY = Counter(
+    "orders_api_refused_busy",
+    "Requests answered 503 because no request slot freed up within API_REQUEST_SLOT_WAIT_SECONDS",
+)
+BUSY_BODY = json.dumps({"errors": [{"message": "Service unavailable"}]}).encode()
+# Liveness answers whatever the other requests wait for: a probe must not fail because the database is slow.
+UNGATED_PATHS = frozenset({"/healthz"})
 
 
 class OrdersWSGIHandler(WSGIHandler):
+    """Django's handler: the body read first, then at most `slots` requests of this process in Django at once.
+
+    The server runs many threads so that clients still sending their bodies hold a thread and nothing
+    else (docs/profiles/server.md). Threads that all run Python contend for the GIL, and on 2 cores that
+    contention cost more CPU than the requests' own work; a request waits for a slot here, asleep, once
+    its body is in. One that waits longer than `wait` seconds is answered 503 `Service unavailable`
+    with Retry-After, so a backlog (a slow database) is refused within a bound instead of piling up.
+    """
+
     request_class = OrdersWSGIRequest
+
+    def __init__(self, slots: int = 0, wait: float = 10.0) -> None:
+        super().__init__()
+        self.slots = threading.BoundedSemaphore(slots) if slots > 0 else None
+        self.wait = wait
+
+    def __call__(self, environ, start_response):
+        read_body_first(environ)
+        if self.slots is None or environ.get("PATH_INFO") in UNGATED_PATHS:
+            return super().__call__(environ, start_response)
+        started = time.perf_counter()
+        if not self.slots.acquire(timeout=self.wait):
+            return self.busy(environ, start_response, time.perf_counter() - started)
+        try:
+            return super().__call__(environ, start_response)
+        finally:
+            self.slots.release()
+
+    def busy(self, environ, start_response, waited: float):
+        REFUSED_BUSY.inc()
+        logger.warning("No request slot free after %.1f s: 503", waited)
+        access_logger.info(
+            '%s "%s %s %s" 503 %d %.1fms',
+            environ.get("REMOTE_ADDR", "-"),
+            environ.get("REQUEST_METHOD", "-"),
+            environ.get("PATH_INFO", ""),
+            environ.get("SERVER_PROTOCOL", "-"),
+            len(BUSY_BODY),
+            waited * 1000,
+        )
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(BUSY_BODY))), ("Retry-After", "1")]
+        start_response("503 Service Unavailable", headers)
+        return [BUSY_BODY]
 
 
 def get_wsgi_application() -> OrdersWSGIHandler:
-    """django.core.wsgi.get_wsgi_application(), with the hardened request."""
+    """django.core.wsgi.get_wsgi_application(), with the hardened request and the request slots."""
     django.setup(set_prefix=False)
-    return OrdersWSGIHandler()
+    return OrdersWSGIHandler(settings.API_REQUEST_SLOTS, settings.API_REQUEST_SLOT_WAIT_SECONDS)

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
 from orders.models import Order
 from tests.server.support import Server
 from testsupport.http import chunked
+from testsupport.testrun import call_wsgi as wsgi_call
 
 pytestmark = pytest.mark.django_db
 
@@ -145,7 +144,7 @@ def test_a_disallowed_host_on_the_admin_is_400():
 
 
 def call_wsgi(environ_extra: dict, body: bytes) -> tuple[str, dict]:
-    """One request through ticketing_orders.wsgi, the application the servers serve."""
+    """One chunked request through ticketing_orders.wsgi, the application the servers serve."""
     from ticketing_orders.wsgi import application
 
     environ = {
@@ -159,16 +158,8 @@ def call_wsgi(environ_extra: dict, body: bytes) -> tuple[str, dict]:
         **environ_extra,
     }
     environ.pop("CONTENT_LENGTH", None)
-    started = []
-    # As Django's test client does: the handler's signals would close the test's database connection.
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
-        content = b"".join(application(environ, lambda status, headers, *args: started.append(status)))
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
-    return started[0], json.loads(content)
+    status, _, content = wsgi_call(application, environ)
+    return status, json.loads(content)
 
 
 def test_a_chunked_body_is_read_like_any_other(make_user, make_ticket):
