@@ -32,18 +32,22 @@ class UnknownCursor(DomainError):
     field = "after"
 
 
-class IdempotencyKeyMalformed(DomainError):
+class IdempotencyKeyRefused(DomainError):
+    """The request's `Idempotency-Key` cannot be honoured; the answer names the header as its field."""
+
+    field = "Idempotency-Key"
+
+
+class IdempotencyKeyMalformed(IdempotencyKeyRefused):
     """The `Idempotency-Key` header is empty, longer than 255 characters or not printable ASCII."""
 
     message = "Idempotency-Key must be 1 to 255 printable ASCII characters"
-    field = "Idempotency-Key"
 
 
-class IdempotencyKeyReused(UnprocessableError):
+class IdempotencyKeyReused(IdempotencyKeyRefused, UnprocessableError):
     """The `Idempotency-Key` was used before with another request body."""
 
     message = "Idempotency-Key was already used with another request body"
-    field = "Idempotency-Key"
 
 
 class IdempotencyKeyInProgress(ConflictError):

@@ -62,6 +62,11 @@ own_servers_only = pytest.mark.skipif(
 )
 
 
+def own_servers_scenario(*, timeout: float) -> list[pytest.MarkDecorator]:
+    """The marks of a module of scenarios on their own PostgreSQL and NATS, each given `timeout` seconds."""
+    return [pytest.mark.reliability, pytest.mark.nats, own_servers_only, pytest.mark.timeout(timeout)]
+
+
 def current_scale() -> Scale:
     name = os.environ.get("RELIABILITY_SCALE", "ci")
     if name not in SCALES:

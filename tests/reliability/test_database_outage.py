@@ -5,10 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-import pytest
-
 from messaging.events import Subject
-from testsupport.service import migrate, start_api, start_worker
 from testsupport.waiting import wait_until
 
 from .support import (
@@ -16,30 +13,25 @@ from .support import (
     Traffic,
     announce_tickets,
     assert_exactly_once,
-    fault_env,
-    jetstream_for,
-    own_servers_only,
+    own_servers_scenario,
     publish_updates,
     record,
     unresolved_failed_events,
     updates_applied,
 )
 
-pytestmark = [pytest.mark.reliability, pytest.mark.nats, own_servers_only, pytest.mark.timeout(600)]
+pytestmark = own_servers_scenario(timeout=600)
 
 CREATORS = 4
 TICKETS = 1500
 UPDATED_DURING_OUTAGE = 200
 
 
-def test_a_database_outage_is_503_meanwhile_and_loses_nothing(processes, postgres_server, nats_server, scale):
+def test_a_database_outage_is_503_meanwhile_and_loses_nothing(start_service, postgres_server, nats_server, scale):
     started = time.monotonic()
     db_url = postgres_server.create_database("orders")
-    env = fault_env(database_url=db_url, nats_url=nats_server.url, data_dir=processes.workdir)
-    migrate(env)
-    api = start_api(processes, "api", env)
-    worker = start_worker(processes, "worker", env)
-    jetstream = jetstream_for(processes, nats_server.url)
+    service = start_service(database_url=db_url, nats_url=nats_server.url)
+    api, worker, jetstream = service.api, service.worker, service.jetstream
 
     tickets = announce_tickets(jetstream, db_url, TICKETS)
     updated = tickets[:UPDATED_DURING_OUTAGE]

@@ -12,7 +12,6 @@ from testsupport.http import Answer, timed_get
 from testsupport.nats import NatsCluster
 from testsupport.postgres import query
 from testsupport.processes import threads_waiting_on
-from testsupport.service import migrate, start_api, start_worker
 from testsupport.waiting import wait_until
 
 from .support import (
@@ -22,9 +21,8 @@ from .support import (
     announce_tickets,
     assert_exactly_once,
     count,
-    fault_env,
     jetstream_for,
-    own_servers_only,
+    own_servers_scenario,
     publish_updates,
     record,
     unresolved_failed_events,
@@ -32,7 +30,7 @@ from .support import (
     wait_outbox_relayed,
 )
 
-pytestmark = [pytest.mark.reliability, pytest.mark.nats, own_servers_only, pytest.mark.timeout(900)]
+pytestmark = own_servers_scenario(timeout=900)
 
 TICKETS = 3000
 UPDATED_DURING_OUTAGE = 200
@@ -73,7 +71,7 @@ def worker_problem(answers: list[Answer], name: str, start: float, end: float) -
 
 @pytest.mark.parametrize("restart", [False, True], ids=["dark", "restarted-while-dark"])
 def test_a_dark_database_is_503_within_seconds_and_loses_nothing(
-    processes, netns, dark_postgres, nats_server, scale, restart
+    start_service, netns, dark_postgres, nats_server, scale, restart
 ):
     """API and worker to PostgreSQL dark (packets dropped both ways) under traffic; with `restart`, the
     server is also restarted in the dark, so the connections it had will never answer again."""
@@ -81,11 +79,8 @@ def test_a_dark_database_is_503_within_seconds_and_loses_nothing(
     dark_seconds = 180 if scale.name == "full" else 30
     socket_url = dark_postgres.socket_url("orders")
     dark_postgres.create_database("orders")
-    env = fault_env(database_url=dark_postgres.url("orders"), nats_url=nats_server.url, data_dir=processes.workdir)
-    migrate(env)
-    api = start_api(processes, "api", env)
-    worker = start_worker(processes, "worker", env)
-    jetstream = jetstream_for(processes, nats_server.url)
+    service = start_service(database_url=dark_postgres.url("orders"), nats_url=nats_server.url)
+    api, worker, jetstream = service.api, service.worker, service.jetstream
 
     tickets = announce_tickets(jetstream, socket_url, TICKETS)
     updated = tickets[-UPDATED_DURING_OUTAGE:]  # the creators take tickets from the front
@@ -215,7 +210,7 @@ def connected_node(log: str, cluster: NatsCluster) -> int:
 
 
 def test_the_workers_nats_node_dark_in_a_cluster_moves_it_to_another_and_loses_nothing(
-    processes, netns, postgres_server, scale
+    processes, start_service, netns, postgres_server, scale
 ):
     """Three JetStream nodes in a namespace; the client port of the node the worker uses goes dark (the node
     runs on, routes and all): the worker must notice, move to another node, and lose or double nothing."""
@@ -223,10 +218,8 @@ def test_the_workers_nats_node_dark_in_a_cluster_moves_it_to_another_and_loses_n
     dark_seconds = 120 if scale.name == "full" else 30
     cluster = NatsCluster(processes, host=netns.ip, prefix=netns.prefix).start()
     db_url = postgres_server.create_database("orders")
-    env = fault_env(database_url=db_url, nats_url=cluster.url, data_dir=processes.workdir, NATS_STREAM_REPLICAS="3")
-    migrate(env)
-    api = start_api(processes, "api", env)
-    worker = start_worker(processes, "worker", env)
+    service = start_service(database_url=db_url, nats_url=cluster.url, NATS_STREAM_REPLICAS="3")
+    api, worker = service.api, service.worker
     dark = connected_node(worker.log(), cluster)
     # The test's own client uses another node, so the dark link is the worker's alone.
     jetstream = jetstream_for(processes, cluster.node_url((dark + 1) % 3))

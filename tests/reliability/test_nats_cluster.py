@@ -8,13 +8,10 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from core.ids import new_object_id
 from tests.contract.published import assert_published_events_conform
 from testsupport.http import post_order
 from testsupport.nats import NatsCluster
-from testsupport.service import migrate, start_api, start_worker
 from testsupport.testrun import JetStream, ticket_payload
 from testsupport.waiting import wait_until
 
@@ -24,14 +21,12 @@ from .support import (
     assert_exactly_once,
     cookie_for,
     count,
-    fault_env,
-    jetstream_for,
-    own_servers_only,
+    own_servers_scenario,
     record,
     unresolved_failed_events,
 )
 
-pytestmark = [pytest.mark.reliability, pytest.mark.nats, own_servers_only, pytest.mark.timeout(900)]
+pytestmark = own_servers_scenario(timeout=900)
 
 USERS = 50
 UPDATES_PER_TICKET = 4  # each event ticket: ticket:created, then versions 1..4
@@ -45,15 +40,14 @@ def leader_of(jetstream: JetStream) -> str | None:
         return None
 
 
-def test_killing_the_stream_leader_loses_nothing_and_duplicates_nothing(processes, postgres_server, scale):
+def test_killing_the_stream_leader_loses_nothing_and_duplicates_nothing(
+    processes, start_service, postgres_server, scale
+):
     started = time.monotonic()
     cluster = NatsCluster(processes).start()
     db_url = postgres_server.create_database("orders")
-    env = fault_env(database_url=db_url, nats_url=cluster.url, data_dir=processes.workdir, NATS_STREAM_REPLICAS="3")
-    migrate(env)
-    apis = [start_api(processes, f"api-{n}", env).url for n in (1, 2)]
-    workers = [start_worker(processes, f"worker-{n}", env) for n in (1, 2)]
-    bus = jetstream_for(processes, cluster.url)
+    service = start_service(database_url=db_url, nats_url=cluster.url, apis=2, workers=2, NATS_STREAM_REPLICAS="3")
+    apis, workers, bus = [api.url for api in service.apis], service.workers, service.jetstream
     info = bus.stream_info(STREAM)
     assert info.config.num_replicas == 3
     assert len(info.cluster.replicas) == 2
