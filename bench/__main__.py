@@ -20,7 +20,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from bench import report
-from bench.ab import AB_SCENARIOS
+from bench.ab import AB_SCENARIOS as AB
 from bench.harness import REPO, Database, Figure, Run, checkout, log
 from bench.scenarios import SCENARIOS, SERVER_SCENARIOS, versus_baseline
 
@@ -29,38 +29,36 @@ BASELINE_LABEL = " [baseline server]"
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes: every scenario in seconds")
-    parser.add_argument("--db", help="sqlite, postgres or sqlite,postgres (the default; --quick: sqlite)")
-    scenarios, ab = ", ".join(SCENARIOS), ", ".join(AB_SCENARIOS)
-    parser.add_argument("--only", default=",".join(SCENARIOS), help=f"of {scenarios} (the default), and {ab}")
-    parser.add_argument(
+    add = parser.add_argument
+    add("--quick", action="store_true", help="small sizes: every scenario in seconds")
+    add("--db", help="sqlite, postgres or sqlite,postgres (the default; --quick: sqlite)")
+    add("--only", default=",".join(SCENARIOS), help=f"of {', '.join(SCENARIOS)} (the default), and {', '.join(AB)}")
+    add(
         "--postgres-url",
         default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
         help="used only to CREATE and DROP scratch databases named bench_hb_* (BENCH_POSTGRES_URL)",
     )
-    parser.add_argument("--code", type=Path, default=REPO, help="the checkout to measure (default: this one)")
-    parser.add_argument(
+    add("--code", type=Path, default=REPO, help="the checkout to measure (default: this one)")
+    add(
         "--baseline",
         default=os.environ.get("BENCH_BASELINE", "5a7fa8a"),
-        help="a checkout (directory) or a git revision of this repository whose default server runs the HTTP "
-        "scenarios and the flash sale beside this one's, in the same run (default 5a7fa8a, the last gunicorn "
-        "default; 'none' to skip)",
+        help="a checkout (directory) or a git revision whose default server runs the HTTP scenarios and the flash "
+        "sale beside this one's, in the same run (default 5a7fa8a, the last gunicorn default; 'none' to skip)",
     )
-    parser.add_argument(
+    add(
         "--ab-baseline",
-        help="what the A/B scenarios compare --code with: a checkout or a git revision (default: tracing bd24c03, "
+        help="what the A/B scenarios compare --code with, a checkout or a git revision (default: tracing bd24c03, "
         "the last revision without tracing; decode 29d148c, the last messaging/events.py before pydantic)",
     )
-    parser.add_argument("--out", type=Path, help="the Markdown page (default docs/benchmarks.md for this checkout)")
-    parser.add_argument("--json", type=Path, help="also write the figures as JSON")
-    parser.add_argument("--keep", action="store_true", help="keep the temp folder (logs, SQLite files)")
+    add("--out", type=Path, help="the Markdown page (default docs/benchmarks.md for this checkout)")
+    add("--json", type=Path, help="also write the figures as JSON")
+    add("--keep", action="store_true", help="keep the temp folder (logs, SQLite files)")
     args = parser.parse_args()
     args.code, args.db = args.code.resolve(), args.db or ("sqlite" if args.quick else "sqlite,postgres")
     if args.out is None and args.code == REPO:
         args.out = REPO / "docs" / "benchmarks.md"
-    for name in args.only.split(","):
-        if name not in SCENARIOS and name not in AB_SCENARIOS:
-            parser.error(f"unknown scenario {name!r}")
+    if unknown := set(args.only.split(",")) - {*SCENARIOS, *AB}:
+        parser.error(f"unknown scenario {', '.join(sorted(unknown))}")
     return args
 
 
@@ -73,10 +71,8 @@ def describe(args: argparse.Namespace, databases: list[Database], baseline: Run 
     if baseline is not None:
         rev = git(baseline.code, "rev-parse", "--short", "HEAD") or baseline.code
         code += f"; baseline: commit `{rev}` ({baseline.server} as its files configure it)"
-    cpu = next(
-        (x.split(":", 1)[1].strip() for x in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in x),
-        platform.machine(),
-    )
+    cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+    cpu = next((x.split(":", 1)[1].strip() for x in cpuinfo if "model name" in x), platform.machine())
     from messaging.embedded import nats_server_binary
 
     nats = subprocess.run([nats_server_binary(), "--version"], capture_output=True, text=True).stdout.strip()
@@ -113,6 +109,19 @@ def main() -> int:
                 checkouts[spec] = stack.enter_context(checkout(spec, workdir))
             return spec, checkouts[spec]
 
+        def measure(name: str, this: Run, db: Database) -> list[Figure] | None:
+            began = time.monotonic()
+            try:
+                return {**SCENARIOS, **AB}[name](this, db)
+            except Exception as exc:
+                traceback.print_exc()
+                failures.append(f"{name}{this.label} on {db.label}: {type(exc).__name__}: {str(exc)[:300]}")
+                return None
+            finally:
+                this.processes.close()
+                db.drop(list(db.created))
+                log(f"{db.label}: {name}{this.label} took {time.monotonic() - began:.0f} s")
+
         stack.callback(lambda: log(f"logs and databases kept in {workdir}") if args.keep else shutil.rmtree(workdir))
         run, baseline = Run(args.code, workdir, args.quick, ab=ab), None
         if args.baseline != "none" and set(args.only.split(",")) & set(SERVER_SCENARIOS):
@@ -123,33 +132,19 @@ def main() -> int:
             log(f"{db.label}: migrating a template database")
             run.migrate_template(db)
             for name in args.only.split(","):
-                results: list[list[Figure]] = []
-                for this in [run] + ([baseline] if baseline and name in SERVER_SCENARIOS else []):
-                    began = time.monotonic()
-                    try:
-                        results.append({**SCENARIOS, **AB_SCENARIOS}[name](this, db))
-                        figures += results[-1]
-                    except Exception as exc:
-                        traceback.print_exc()
-                        failures.append(f"{name}{this.label} on {db.label}: {type(exc).__name__}: {str(exc)[:300]}")
-                    finally:
-                        this.processes.close()
-                        db.drop(list(db.created))
-                        log(f"{db.label}: {name}{this.label} took {time.monotonic() - began:.0f} s")
-                if len(results) == 2:
-                    figures += versus_baseline(*results, BASELINE_LABEL)
+                ours = measure(name, run, db)
+                figures += ours or []
+                if baseline and name in SERVER_SCENARIOS and (theirs := measure(name, baseline, db)) is not None:
+                    figures += theirs + (versus_baseline(ours, theirs, BASELINE_LABEL) if ours else [])
                 if args.json:  # as it goes: a long run's figures survive its interruption
-                    args.json.write_text(json.dumps([dataclasses.asdict(f) for f in figures], default=str))
+                    args.json.write_text(json.dumps([dataclasses.asdict(f) for f in figures], indent=1, default=str))
         context = describe(args, databases, baseline)
     log(f"done in {time.monotonic() - started:.0f} s")
-    page = report.markdown(figures, context, chart=args.out and report.chart(figures, args.out), failures=failures)
+    page = report.write(figures, context, failures, args.out)
     if args.out:
-        args.out.write_text(page)
         log(f"wrote {args.out} and its chart")
     else:
         print(page)
-    if args.json:
-        args.json.write_text(json.dumps([dataclasses.asdict(f) for f in figures], indent=1, default=str))
     return 1 if failures else 0
 
 

@@ -1,4 +1,5 @@
-"""What the scenarios share: a run's code and processes, scratch databases, wrk, figures."""
+"""What the scenarios share: the code under test and its processes, scratch databases, the server on one, wrk,
+and the figures."""
 
 from __future__ import annotations
 
@@ -17,15 +18,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
+
+from bench.site.benchsite import object_id
 from testsupport import http, postgres, service
 from testsupport.nats import NatsServer
 from testsupport.processes import Child, Processes, process_cpu, process_tree_cpu
+from testsupport.waiting import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 # The benchmarks sign their own cookies and never talk to a real auth service.
 KEYS = {"jwt_key": "bench-only-jwt-key-not-secret-0123456789abcdef", "secret_key": "bench-only-django-not-secret"}
-PREFIX = "bench_hb_"
+USER = object_id("6a", 1)  # the user whose orders the HTTP scenarios read
+Ids = tuple[str, int]  # object ids: their prefix and how many
 
 
 def log(message: str) -> None:
@@ -36,18 +42,13 @@ def cookie(user_id: str) -> str:
     return http.session_cookie(user_id, jwt_key=KEYS["jwt_key"], email=f"{user_id}@bench.test")
 
 
-def object_id(prefix: str, n: int) -> str:
-    """A 24-hex id unique per (prefix, n): prefix is 1-4 hex digits naming what the id is for."""
-    return f"{prefix}{n:0{24 - len(prefix)}x}"
+def post_line(tickets: str, n: int, key: str = "") -> str:
+    """wrk's POST line (bench.lua): ticket n of the prefix `tickets`, by a buyer of its own."""
+    return f"{object_id(tickets, n)}\t{cookie(object_id('e' + tickets, n))}" + (f"\t{key}" if key else "")
 
 
-def post_lines(tickets: str, users: str, count: int) -> Iterator[str]:
-    """wrk's POST lines (bench.lua): each ticket once, each by a buyer of its own."""
-    return (f"{object_id(tickets, n)}\t{cookie(object_id(users, n))}" for n in range(count))
-
-
-def lines_file(path: Path, lines: Iterable[str], count: int | None = None) -> str:
-    path.write_text("\n".join(line for _, line in zip(range(count or 10**9), lines, strict=False)) + "\n")
+def lines_file(path: Path, lines: Iterable[str]) -> str:
+    path.write_text("\n".join(lines) + "\n")
     return str(path)
 
 
@@ -87,18 +88,6 @@ def checkout(spec: str, workdir: Path) -> Iterator[Path]:
         subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=REPO, capture_output=True)
 
 
-def postgres_cpu(database: str) -> dict[int, float]:
-    """CPU seconds of each PostgreSQL backend serving `database` (found by its process title), by pid."""
-    out = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        with contextlib.suppress(OSError):
-            # "postgres: [<cluster name>:] <user> <database> 127.0.0.1(port) idle"
-            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").split()
-            if title[:1] == ["postgres:"] and database in title[1:4]:
-                out[int(pid)] = process_cpu(int(pid))
-    return out
-
-
 @dataclass
 class Database:
     """One engine of a run: a migrated template, copied into a scratch database bench_hb_<purpose>_<pid> per use."""
@@ -113,49 +102,39 @@ class Database:
     def label(self) -> str:
         return "SQLite" if self.kind == "sqlite" else "PostgreSQL"
 
-    def url(self, name: str) -> str:
-        if self.kind == "sqlite":
-            return f"sqlite:///{self.workdir / name}.sqlite3"
-        return urlunsplit(urlsplit(self.admin_url)._replace(path=f"/{name}"))
+    def admin(self, *statements: str) -> list[list[tuple]]:
+        """Each statement's rows, retried while a shared server is out of connection slots for a moment."""
 
-    def _admin(self, *statements: str) -> list[list[tuple] | None]:
-        import psycopg
+        def run() -> list[list[tuple]]:
+            return [postgres.query(self.admin_url, statement) for statement in statements]
 
-        for attempt in range(30):  # a shared server may be out of connection slots for a moment
-            try:
-                with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10) as conn:
-                    return [(c := conn.execute(s)).description and c.fetchall() for s in statements]  # type: ignore[arg-type]
-            except psycopg.OperationalError:
-                if attempt == 29:
-                    raise
-                time.sleep(1)
-        return []
+        return wait_until(run, timeout=30, every=1, message="PostgreSQL", ignore=(psycopg.OperationalError,))
 
     def drop(self, names: list[str]) -> None:
         for name in names:
             for suffix in ("", "-wal", "-shm"):
                 (self.workdir / f"{name}.sqlite3{suffix}").unlink(missing_ok=True)
         if self.kind == "postgres" and names:
-            self._admin(*(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in names))
+            self.admin(*(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in names))
         self.created = [n for n in self.created if n not in names]
 
     def drop_leftovers(self) -> None:
         """Scratch databases of runs killed before they could drop theirs (their pid is gone)."""
         if self.kind == "postgres":
-            (rows,) = self._admin("SELECT datname FROM pg_database WHERE datname LIKE 'bench_hb_%'")
-            pid = [(name, name.rsplit("_", 1)[-1]) for (name,) in rows or []]
-            self.drop([name for name, p in pid if p.isdigit() and not Path(f"/proc/{p}").exists()])
+            (rows,) = self.admin("SELECT datname FROM pg_database WHERE datname LIKE 'bench_hb_%'")
+            gone = [name for (name,) in rows if not Path(f"/proc/{name.rsplit('_', 1)[-1]}").exists()]
+            self.drop([name for name in gone if name.rsplit("_", 1)[-1].isdigit()])
 
     def scratch(self, purpose: str) -> str:
         """A fresh copy of the migrated template (an empty database before there is one): its URL."""
-        name = f"{PREFIX}{purpose}_{os.getpid()}"
-        self.drop([name])
-        if self.kind == "postgres":
-            self._admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{self.template}"' if self.template else ""))
-        elif self.template:
-            shutil.copyfile(self.workdir / f"{self.template}.sqlite3", self.workdir / f"{name}.sqlite3")
+        self.drop([name := f"bench_hb_{purpose}_{os.getpid()}"])
         self.created.append(name)
-        return self.url(name)
+        if self.kind == "sqlite":
+            if self.template:
+                shutil.copyfile(self.workdir / f"{self.template}.sqlite3", self.workdir / f"{name}.sqlite3")
+            return f"sqlite:///{self.workdir / name}.sqlite3"
+        self.admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{self.template}"' if self.template else ""))
+        return urlunsplit(urlsplit(self.admin_url)._replace(path=f"/{name}"))
 
     def query(self, url: str, sql: str) -> list[tuple]:
         """Read the service's tables directly (replica state, counts): plain SQL, no Django."""
@@ -164,16 +143,48 @@ class Database:
         with contextlib.closing(sqlite3.connect(urlsplit(url).path, timeout=30)) as conn:
             return conn.execute(sql).fetchall()
 
+    def backends_cpu(self, url: str) -> dict[int, float]:
+        """CPU seconds of each PostgreSQL backend serving `url`'s database, by pid (none on SQLite)."""
+        if self.kind == "sqlite":
+            return {}
+        rows = postgres.query(
+            self.admin_url, "SELECT pid FROM pg_stat_activity WHERE datname = %s", [url.rsplit("/")[-1]]
+        )
+        return {pid: process_cpu(pid) for (pid,) in rows}
+
     def version(self) -> str:
         if self.kind == "sqlite":
             return f"SQLite {sqlite3.sqlite_version}"
-        return f"PostgreSQL {self._admin('SHOW server_version')[0][0][0]}"
+        return f"PostgreSQL {self.admin('SHOW server_version')[0][0][0]}"
+
+
+@dataclass
+class Site:
+    """A seeded scratch database and the checkout's default server on it."""
+
+    db: Database
+    url: str
+    env: dict[str, str]
+    api: Child
+    base: str
+    order: str  # the first order of USER, when it was given some
+
+    def wrk(self, path: str, *args: str, **options: Any) -> dict:
+        """`wrk()` on this server, with the CPU of its processes and of its database's backends."""
+        before = process_tree_cpu(self.api.pid), self.db.backends_cpu(self.url)
+        result = wrk(self.base + path, *args, **options)
+        after = process_tree_cpu(self.api.pid), self.db.backends_cpu(self.url)
+        self.api.check_alive()
+        per = 1000 / max(result["requests"], 1)
+        result["cpu"] = (after[0] - before[0]) * per  # ms a request, and below those of PostgreSQL
+        result["pg"] = sum(cpu - before[1].get(pid, 0.0) for pid, cpu in after[1].items()) * per
+        return result
 
 
 class Run:
     """The code under test (or a baseline checkout: `label`), the temp folder, and the processes of a scenario."""
 
-    def __init__(self, code: Path, workdir: Path, quick: bool, label: str = "", ab: Callable | None = None) -> None:
+    def __init__(self, code: Path, workdir: Path, quick: bool, label: str = "", ab: Any = None) -> None:
         self.code, self.workdir, self.quick, self.label = code, workdir, quick, label
         self.ab = ab  # the A/B scenarios' baseline: ab(its default revision) -> (revision, checkout)
         self.processes = Processes(workdir, cwd=code)
@@ -186,10 +197,10 @@ class Run:
         extra = {"PYTHONPATH": f"{self.code}{os.pathsep}{HERE / 'site'}", "LOG_LEVEL": "WARNING", **extra}
         return service.service_env(database_url=database_url, nats_url=nats_url, data_dir=data, **KEYS, **extra)
 
-    def django(self, env: dict[str, str], command: str, timeout: float = 1800, **args: Any) -> Any:
+    def django(self, env: dict[str, str], command: str, **args: Any) -> Any:
         """`python -m benchsite.tools COMMAND JSON` on the code: its JSON answer."""
         command_line = [sys.executable, "-m", "benchsite.tools", command, json.dumps(args)]
-        out = subprocess.run(command_line, cwd=self.code, env=env, capture_output=True, text=True, timeout=timeout)
+        out = subprocess.run(command_line, cwd=self.code, env=env, capture_output=True, text=True, timeout=1800)
         if out.returncode:
             raise RuntimeError(f"benchsite.tools {command} failed:\n{out.stderr[-4000:]}")
         return json.loads(out.stdout.splitlines()[-1])
@@ -207,11 +218,15 @@ class Run:
     def worker(self, env: dict[str, str], name: str = "run_listeners") -> Child:
         return service.start_worker(self.processes, name, env, wait=False)
 
-    def api(self, env: dict[str, str]) -> tuple[Child, str]:
-        """The default server as the checkout's files configure it, with the bare route (benchsite.settings)."""
-        env = {**env, "DJANGO_SETTINGS_MODULE": "benchsite.settings"}
-        api = service.start_api(self.processes, self.server, env, server=self.server, ready_path="/bench/bare")
-        return api.child, api.url
+    def site(self, db: Database, purpose: str, tickets: Ids, orders: Ids = ("", 0), **extra: str) -> Site:
+        """A scratch database with free `tickets` and `orders` of USER, and the default server on it as the
+        checkout's files configure it, with the bare route (benchsite.settings)."""
+        env = self.env(url := db.scratch(purpose), **extra)
+        made = self.django(env, "orders", user=USER, prefix=orders[0], count=orders[1])["orders"] if orders[1] else [""]
+        self.django(env, "tickets", prefix=tickets[0], count=tickets[1])
+        site_env = {**env, "DJANGO_SETTINGS_MODULE": "benchsite.settings"}
+        api = service.start_api(self.processes, self.server, site_env, server=self.server, ready_path="/bench/bare")
+        return Site(db, url, env, api.child, api.url, made[0])
 
     def stop(self, child: Child, *, min_age: float = 0) -> int | None:
         """Stop `child` once it has lived `min_age` seconds (one stopped while starting says nothing)."""
@@ -225,44 +240,38 @@ def wrk(
     seconds: float,
     threads: int = 2,
     connections: int = 32,
-    cpu_of: int | None = None,
-    pg: str | None = None,
-    until: Callable[[], bool] | None = None,
+    until: Callable[[], bool] = lambda: False,
     env: dict[str, str] | None = None,
 ) -> dict:
-    """wrk with bench/wrk/bench.lua for `seconds`, or until `until()` holds (then SIGINT: wrk stops and reports):
-    its JSON summary, `rate`, `cpu_s` of the `cpu_of` process tree and `pg_cpu_s` of database `pg`'s backends."""
+    """wrk with bench/wrk/bench.lua for `seconds`, or until `until()` holds (then SIGINT: wrk stops and reports),
+    `env` on top of ours: its JSON summary, the answers counted by kind, `rate`."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (apt-get install -y wrk)")
-    script = str(HERE / "wrk" / "bench.lua")
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
-    command += ["-s", script, url, "--", args[0], str(threads), *args[1:]]
-
-    def cpu() -> tuple[float, dict[int, float]]:
-        return process_tree_cpu(cpu_of) if cpu_of else 0.0, postgres_cpu(pg) if pg else {}
-
-    before = cpu()
+    command += ["-s", str(HERE / "wrk" / "bench.lua"), url, "--", args[0], str(threads), *args[1:]]
     process = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
     )
     deadline = time.monotonic() + seconds + 120
-    while until is not None and process.poll() is None and time.monotonic() < deadline and not until():
+    while process.poll() is None and time.monotonic() < deadline and not until():
         time.sleep(0.02)
-    if until is not None and process.poll() is None:
+    if process.poll() is None:
         process.send_signal(signal.SIGINT)
     try:
-        stdout, stderr = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        stdout, stderr = process.communicate(timeout=10)
     except subprocess.TimeoutExpired:
         process.kill()
         stdout, stderr = process.communicate()
-    after = cpu()
     line = next((x for x in stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
     if process.returncode != 0 or line is None:
         raise RuntimeError(f"wrk failed ({process.returncode}):\n{stdout[-2000:]}\n{stderr[-2000:]}")
     result = json.loads(line.removeprefix("BENCH_JSON "))
-    # Lua prints every number as a float; the counts are whole.
-    result.update({k: int(v) for k, v in result.items() if k.startswith("c") or k in ("requests", "socket_errors")})
-    result["cpu_s"] = after[0] - before[0]
-    result["pg_cpu_s"] = sum(cpu - before[1].get(pid, 0.0) for pid, cpu in after[1].items())
+    # Lua prints every number as a float; the answers, by status, are counted here by kind.
+    statuses = {int(k): int(v) for k, v in result.items() if k.isdigit()}
+    result.update({k: int(result[k]) for k in ("requests", "socket_errors", "reserved", "replayed")})
+    result.update({f"c{s}": statuses.get(s, 0) for s in (201, 400, 503)}, c2xx=0, c5xx=0, c_other=0)
+    for status, n in statuses.items():
+        result["c2xx" if 200 <= status < 300 else "c5xx" if status >= 500 else "c_other"] += n
+    result["c_other"] -= result["c400"]
     result["rate"] = result["requests"] / result["duration_s"] if result["duration_s"] else float("nan")
     return result

@@ -25,9 +25,11 @@ def as_postgres(*args: str) -> list[str]:
 
 
 def query(database_url: str, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-    """Read the service's tables directly: plain SQL, no Django, a bounded connect."""
+    """Read the service's tables directly: plain SQL, no Django, a bounded connect (no rows for a statement
+    that returns none, such as CREATE DATABASE)."""
     with psycopg.connect(database_url, connect_timeout=5, autocommit=True) as conn:
-        return conn.execute(sql, list(params)).fetchall()
+        cursor = conn.execute(sql, list(params) or None)
+        return cursor.fetchall() if cursor.description else []
 
 
 class PostgresServer:

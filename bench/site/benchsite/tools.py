@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import importlib.util
 import json
+import math
 import os
 import statistics
 import sys
@@ -20,15 +21,12 @@ from typing import Any
 
 import django
 
-
-def object_id(prefix: str, n: int) -> str:
-    return f"{prefix}{n:0{24 - len(prefix)}x}"
+from benchsite import object_id
 
 
 def raw_insert(model: Any, template: Any, count: int, **ids: tuple[str, int]) -> None:
-    """`count` rows like `template` but for the `ids` attributes, object_id(prefix, n % modulo) in row n, in
-    transactions of 100,000 rows: executemany on SQLite, COPY on PostgreSQL (a million rows in seconds, where the
-    ORM takes minutes). Every other column takes the template's value, so one added to the model is filled too."""
+    """`count` rows like `template` but for the `ids` attributes, object_id(prefix, n % modulo) in row n: COPY on
+    PostgreSQL, executemany on SQLite, 100,000 rows a transaction (a million in seconds; the ORM takes minutes)."""
     from django.db import connection, transaction
 
     fields = model._meta.concrete_fields
@@ -81,20 +79,9 @@ def bulk_orders(count: int, users: int = 100_000) -> dict:
     return {"orders": count, "seconds": time.perf_counter() - started}
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {"n": 0, "p50": float("nan"), "p99": float("nan"), "max": float("nan")}
-    cuts = values * 99 if len(values) == 1 else statistics.quantiles(values, n=100, method="inclusive")
-    return {"n": len(values), "p50": cuts[49], "p99": cuts[98], "max": max(values)}
-
-
 def latency(nats: str, orders: int, interval: float, burst: int) -> dict:
-    """Commit-to-stream latency of order:created: paced orders, then a burst.
-
-    An order's latency is the arrival of its relayed order:created on an ordered consumer minus the return of
-    order_create (after the commit). Every other paced order is also published by hand right after its commit
-    (`bench-direct-` message ids): the baseline, the trip through NATS alone.
-    """
+    """Commit-to-stream latency of order:created, paced then in a burst: its arrival on an ordered consumer minus
+    order_create's return; every other paced order also published right after its commit, the baseline."""
     import nats as nats_py
 
     from orders.services import order_create
@@ -123,10 +110,16 @@ def latency(nats: str, orders: int, interval: float, burst: int) -> dict:
     client, js = call(connect(), 90)
     free, user = tickets("5a", 10 + orders + burst), object_id("5b", 1)
 
-    def create(into: dict) -> Any:
+    def create(into: dict, direct: bool = False) -> None:
         order = order_create(user_id=user, ticket_id=free.pop())
         into["outbox", order.id] = time.perf_counter()
-        return order
+        if direct:
+            expires = order.expires_at.astimezone(dt.UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+            payload = dict(id=order.id, version=order.version, status=order.status, userId=order.user_id)
+            payload.update(expiresAt=expires, ticket={"id": order.ticket_id, "price": 20})
+            headers = {"Nats-Msg-Id": f"bench-direct-{order.id}"}
+            call(js.publish("order:created", json.dumps(payload).encode(), headers=headers))
+            into["direct", order.id] = into["outbox", order.id]
 
     def wait(keys: list, timeout: float) -> int:
         end = time.monotonic() + timeout
@@ -138,43 +131,32 @@ def latency(nats: str, orders: int, interval: float, burst: int) -> dict:
         commits, next_at = {}, time.perf_counter()
         for step in range(count):
             time.sleep(max(0.0, next_at - time.perf_counter()))
-            order = create(commits)
-            if step % 2:
-                expires = order.expires_at.astimezone(dt.UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
-                payload = {
-                    "id": order.id,
-                    "version": order.version,
-                    "status": order.status,
-                    "userId": order.user_id,
-                    "expiresAt": expires,
-                    "ticket": {"id": order.ticket_id, "price": 20},
-                }
-                headers = {"Nats-Msg-Id": f"bench-direct-{order.id}"}
-                call(js.publish("order:created", json.dumps(payload).encode(), headers=headers))
-                commits["direct", order.id] = commits["outbox", order.id]
+            create(commits, direct=step % 2 == 1)
             # Jittered x0.5-1.5 around the interval: the same rate, no lock step with a poll period.
             next_at += interval * (0.5 + (step * 0.618034) % 1.0)
         return commits
 
+    def latencies(commits: dict, kind: str) -> dict[str, float]:
+        ms = [(arrived[k] - at) * 1000 for k, at in commits.items() if k[0] == kind and k in arrived]
+        cuts = ms * 99 if len(ms) < 2 else statistics.quantiles(ms, n=100, method="inclusive")
+        return {"n": len(ms), "p50": cuts[49], "p99": cuts[98]} if ms else {"n": 0, "p50": math.nan, "p99": math.nan}
+
     paced(10)
-    commits, result = paced(orders), {}
-    result["paced_missing"] = wait(list(commits), 30)
-    for kind in ("outbox", "direct"):
-        result[kind] = summary([(arrived[k] - at) * 1000 for k, at in commits.items() if k[0] == kind and k in arrived])
-    started, flood = time.perf_counter(), {}
+    commits, flood = paced(orders), {}
+    result = {"paced_missing": wait(list(commits), 30), **{k: latencies(commits, k) for k in ("outbox", "direct")}}
+    started = time.perf_counter()
     for _ in range(burst):
         create(flood)
     result["burst_create_s"] = time.perf_counter() - started
     result["burst_missing"] = wait(list(flood), 120)
-    result["burst"] = summary([(arrived[k] - at) * 1000 for k, at in flood.items() if k in arrived])
+    result["burst"] = latencies(flood, "outbox")
     result["burst_drain_s"] = max(arrived.get(k, float("nan")) for k in flood) - started
     call(client.close())
     return result
 
 
 def decode(baseline: str, events: int, rounds: int) -> dict:
-    """Events/s and µs of CPU per event of parse_event on the worker's mix (mostly ticket events, some of every
-    other subject), this code's and that of the checkout `baseline` (its messaging/events.py), in turns."""
+    """Events/s and µs of CPU an event of this code's parse_event and the checkout `baseline`'s, in turns."""
     from messaging import events as ours
 
     theirs = importlib.util.module_from_spec(importlib.util.spec_from_loader("baseline_events", loader=None))
@@ -182,19 +164,18 @@ def decode(baseline: str, events: int, rounds: int) -> dict:
     sys.path.append(baseline)  # what it imports from modules this code no longer has
     source = Path(baseline, "messaging", "events.py")
     exec(compile(source.read_text(), source, "exec"), theirs.__dict__)  # noqa: S102 (our own history)
-    batch = []
-    for n in range(events):
+
+    def event(n: int) -> tuple[str, dict]:
         ticket = {"id": f"{n:024x}", "version": n % 9, "title": f"concert {n}", "price": 20 + n % 7 / 2, "userId": "u1"}
-        batch.append(
-            ("ticket:created", ticket)
-            if n % 10 < 5
-            else ("ticket:updated", {**ticket, "orderId": f"{n + 1:024x}"} if n % 2 else ticket)
-            if n % 10 < 8
-            else ("payment:created", {"id": f"{n:024x}", "orderId": f"{n + 1:024x}", "stripeId": "ch_1"})
-            if n % 10 == 8
-            else ("expiration:complete", {"orderId": f"{n:024x}"})
-        )
-    batch = [(subject, json.dumps(payload).encode()) for subject, payload in batch]
+        if n % 10 < 5:
+            return "ticket:created", ticket
+        if n % 10 < 8:
+            return "ticket:updated", {**ticket, "orderId": f"{n + 1:024x}"} if n % 2 else ticket
+        if n % 10 == 8:
+            return "payment:created", {"id": f"{n:024x}", "orderId": f"{n + 1:024x}", "stripeId": "ch_1"}
+        return "expiration:complete", {"orderId": f"{n:024x}"}
+
+    batch = [(subject, json.dumps(payload).encode()) for subject, payload in map(event, range(events))]
     for subject, data in batch[:50]:  # both accept the same payloads and read them alike
         assert theirs.parse_event(subject, data).to_payload() == ours.parse_event(subject, data).to_payload()
     out: dict[str, list] = {"baseline": [], "ours": []}
