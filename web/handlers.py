@@ -84,7 +84,7 @@ def read_body_first(environ: dict) -> None:
     """Read the request's body into memory before the request takes a slot, as a buffering proxy does.
 
     A body sent with a Content-Length within DATA_UPLOAD_MAX_MEMORY_SIZE is read whole; a larger one is
-    left unread, for Django to refuse (413) without reading it. A chunked body (no Content-Length) is
+    left unread, for Django to answer (413, or 401 first) without reading it. A chunked body (no Content-Length) is
     read up to one byte past the limit, and CONTENT_LENGTH says how much arrived: Django only ever reads
     CONTENT_LENGTH bytes, so such a body was silently empty, and over the limit it now gets the same 413.
     A body that cannot be read (broken chunk framing, a client gone) is an empty one: raised here, the
