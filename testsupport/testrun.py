@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import threading
@@ -42,6 +43,21 @@ def database_under_test_url() -> str:
         port = f":{db['PORT']}" if db.get("PORT") else ""
         return f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}{port}/{db['NAME']}"
     raise NotImplementedError(f"no DATABASE_URL for {connection.vendor}")
+
+
+def wsgi_environ(method: str = "GET", path: str = "/api/orders", body: bytes = b"", **extra: Any) -> dict:
+    """A WSGI environ as a server hands one to the application: a JSON `body` with its Content-Length."""
+    from django.test import RequestFactory
+
+    return {
+        **RequestFactory()._base_environ(),
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+        **extra,
+    }
 
 
 def call_wsgi(application: Any, environ: dict) -> tuple[str, dict[str, str], bytes]:

@@ -28,17 +28,22 @@ class AccessLogMiddleware:
         response = self.get_response(request)
         if access_logger.isEnabledFor(logging.INFO):
             size = "-" if getattr(response, "streaming", False) else str(len(response.content))
-            access_logger.info(
-                '%s "%s %s %s" %s %s %.1fms',
-                request.META.get("REMOTE_ADDR", "-"),
-                request.method,
-                request.get_full_path(),
-                request.META.get("SERVER_PROTOCOL", "-"),
-                response.status_code,
-                size,
-                (time.perf_counter() - started) * 1000,
-            )
+            log_access(request.META, request.method, request.get_full_path(), response.status_code, size, started)
         return response
+
+
+def log_access(meta: Any, method: str, path: str, status: int, size: str, started: float) -> None:
+    """The access line of one request: `meta` is its WSGI environ, `started` its time.perf_counter() at arrival."""
+    access_logger.info(
+        '%s "%s %s %s" %s %s %.1fms',
+        meta.get("REMOTE_ADDR", "-"),
+        method,
+        path,
+        meta.get("SERVER_PROTOCOL", "-"),
+        status,
+        size,
+        (time.perf_counter() - started) * 1000,
+    )
 
 
 class ServerRecordFilter(logging.Filter):

@@ -16,7 +16,7 @@ from django.core.handlers.wsgi import WSGIHandler, WSGIRequest
 from django.utils.http import parse_header_parameters
 from prometheus_client import Counter
 
-from web.access_log import access_logger
+from web.access_log import access_logger, log_access
 
 logger = logging.getLogger(__name__)
 
@@ -92,10 +92,11 @@ def read_body_first(environ: dict) -> None:
     """
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     length = environ.get("CONTENT_LENGTH") or ""
-    if has_unframed_body(environ):
-        wanted, framed = None if limit is None else limit + 1, False
+    unframed = has_unframed_body(environ)
+    if unframed:
+        wanted = None if limit is None else limit + 1
     elif length.isascii() and length.isdigit() and int(length) > 0 and (limit is None or int(length) <= limit):
-        wanted, framed = int(length), True
+        wanted = int(length)
     else:
         return
     stream, body = environ["wsgi.input"], io.BytesIO()
@@ -110,7 +111,7 @@ def read_body_first(environ: dict) -> None:
     except Exception as exc:  # the server's own exception types
         logger.info("Request body could not be read: %s", exc.__class__.__name__)
         body = io.BytesIO()
-    if not framed:
+    if unframed:
         environ["CONTENT_LENGTH"] = str(body.tell())  # limit + 1 when over the limit: Django answers 413
     body.seek(0)
     environ["wsgi.input"] = body
@@ -148,24 +149,18 @@ class OrdersWSGIHandler(WSGIHandler):
             return super().__call__(environ, start_response)
         started = time.perf_counter()
         if not self.slots.acquire(timeout=self.wait):
-            return self.busy(environ, start_response, time.perf_counter() - started)
+            return self.busy(environ, start_response, started)
         try:
             return super().__call__(environ, start_response)
         finally:
             self.slots.release()
 
-    def busy(self, environ, start_response, waited: float):
+    def busy(self, environ, start_response, started: float):
         REFUSED_BUSY.inc()
-        logger.warning("No request slot free after %.1f s: 503", waited)
-        access_logger.info(
-            '%s "%s %s %s" 503 %d %.1fms',
-            environ.get("REMOTE_ADDR", "-"),
-            environ.get("REQUEST_METHOD", "-"),
-            environ.get("PATH_INFO", ""),
-            environ.get("SERVER_PROTOCOL", "-"),
-            len(BUSY_BODY),
-            waited * 1000,
-        )
+        logger.warning("No request slot free after %.1f s: 503", time.perf_counter() - started)
+        if access_logger.isEnabledFor(logging.INFO):
+            path = environ.get("PATH_INFO", "") + (f"?{query}" if (query := environ.get("QUERY_STRING")) else "")
+            log_access(environ, environ.get("REQUEST_METHOD", "-"), path, 503, str(len(BUSY_BODY)), started)
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(BUSY_BODY))), ("Retry-After", "1")]
         start_response("503 Service Unavailable", headers)
         return [BUSY_BODY]

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.test import Client, RequestFactory
+from django.test import Client
 from rest_framework.test import APIClient
 
 from orders.models import Order
 from tests.server.support import Server
 from testsupport.http import chunked
-from testsupport.testrun import call_wsgi as wsgi_call
+from testsupport.testrun import call_wsgi, wsgi_environ
 
 pytestmark = pytest.mark.django_db
 
@@ -143,22 +143,13 @@ def test_a_disallowed_host_on_the_admin_is_400():
 # --- chunked bodies, in process ------------------------------------------------------------------
 
 
-def call_wsgi(environ_extra: dict, body: bytes) -> tuple[str, dict]:
+def call_chunked(environ_extra: dict, body: bytes) -> tuple[str, dict]:
     """One chunked request through ticketing_orders.wsgi, the application the servers serve."""
     from ticketing_orders.wsgi import application
 
-    environ = {
-        **RequestFactory()._base_environ(),
-        "REQUEST_METHOD": "POST",
-        "PATH_INFO": "/api/orders",
-        "CONTENT_TYPE": "application/json",
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.input_terminated": True,
-        "HTTP_TRANSFER_ENCODING": "chunked",
-        **environ_extra,
-    }
-    environ.pop("CONTENT_LENGTH", None)
-    status, _, content = wsgi_call(application, environ)
+    environ = wsgi_environ("POST", body=body, **{"wsgi.input_terminated": True, "HTTP_TRANSFER_ENCODING": "chunked"})
+    del environ["CONTENT_LENGTH"]
+    status, _, content = call_wsgi(application, {**environ, **environ_extra})
     return status, json.loads(content)
 
 
@@ -166,7 +157,7 @@ def test_a_chunked_body_is_read_like_any_other(make_user, make_ticket):
     user_id, cookie = make_user()
     ticket = make_ticket()
 
-    status, body = call_wsgi({"HTTP_COOKIE": cookie}, json.dumps({"ticketId": ticket.id}).encode())
+    status, body = call_chunked({"HTTP_COOKIE": cookie}, json.dumps({"ticketId": ticket.id}).encode())
 
     assert status == "201 Created", body
     assert (body["userId"], body["ticket"]["id"]) == (user_id, ticket.id)
@@ -175,7 +166,7 @@ def test_a_chunked_body_is_read_like_any_other(make_user, make_ticket):
 def test_a_chunked_body_over_the_limit_is_413(make_user, make_ticket):
     _, cookie = make_user()
 
-    status, body = call_wsgi({"HTTP_COOKIE": cookie}, order_body(make_ticket().id, LIMIT + 1))
+    status, body = call_chunked({"HTTP_COOKIE": cookie}, order_body(make_ticket().id, LIMIT + 1))
 
     assert (status, body) == ("413 Request Entity Too Large", TOO_LARGE)
     assert not Order.objects.exists()
@@ -185,7 +176,7 @@ def test_a_chunked_body_is_not_read_past_the_limit(make_user, make_ticket):
     _, cookie = make_user()
     stream = io.BytesIO(b"x" * (5 * LIMIT))
 
-    call_wsgi({"HTTP_COOKIE": cookie, "wsgi.input": stream}, b"")
+    call_chunked({"HTTP_COOKIE": cookie, "wsgi.input": stream}, b"")
 
     assert stream.tell() == LIMIT + 1
 
@@ -194,7 +185,7 @@ def test_a_body_without_length_is_not_read_unless_the_server_ends_it(make_user, 
     """Without wsgi.input_terminated, reading to the end could block on the connection's next request."""
     _, cookie = make_user()
 
-    status, body = call_wsgi(
+    status, body = call_chunked(
         {"HTTP_COOKIE": cookie, "wsgi.input_terminated": False}, json.dumps({"ticketId": make_ticket().id}).encode()
     )
 
@@ -213,7 +204,7 @@ def test_a_chunked_body_the_server_cannot_read_is_a_4xx(make_user):
 
         readline = read
 
-    status, _ = call_wsgi({"HTTP_COOKIE": cookie, "wsgi.input": BrokenInput()}, b"")
+    status, _ = call_chunked({"HTTP_COOKIE": cookie, "wsgi.input": BrokenInput()}, b"")
 
     assert status.startswith("400"), status
 

@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import threading
 import time
 
 import pytest
 from django.conf import settings
-from django.test import RequestFactory
 
 from testsupport.testrun import call_wsgi
+from testsupport.testrun import wsgi_environ as environ
 from web.handlers import REFUSED_BUSY, OrdersWSGIHandler
 
 BUSY = {"errors": [{"message": "Service unavailable"}]}
-
-
-def environ(method: str = "GET", path: str = "/api/orders", body: bytes = b"", **extra) -> dict:
-    return {
-        **RequestFactory()._base_environ(),
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "CONTENT_TYPE": "application/json",
-        "CONTENT_LENGTH": str(len(body)),
-        "wsgi.input": io.BytesIO(body),
-        **extra,
-    }
 
 
 @pytest.fixture
@@ -35,16 +24,19 @@ def handler():
     return OrdersWSGIHandler(slots=1, wait=0.2)
 
 
-def test_with_every_slot_taken_a_request_is_503_after_the_wait(handler):
+def test_with_every_slot_taken_a_request_is_503_after_the_wait(handler, caplog):
+    caplog.set_level(logging.INFO, logger="orders.access")
     handler.slots.acquire()
     started, refused = time.monotonic(), REFUSED_BUSY._value.get()
 
-    status, headers, content = call_wsgi(handler, environ())
+    status, headers, content = call_wsgi(handler, environ(QUERY_STRING="limit=5"))
 
     assert (status, json.loads(content)) == ("503 Service Unavailable", BUSY)
     assert (headers["Content-Type"], headers["Retry-After"]) == ("application/json", "1")
     assert time.monotonic() - started >= 0.2
     assert REFUSED_BUSY._value.get() == refused + 1
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "orders.access"]
+    assert '"GET /api/orders?limit=5 HTTP/1.1" 503 ' in line
 
 
 def test_a_request_waits_for_a_slot_and_is_served_when_one_frees(handler):
