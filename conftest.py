@@ -154,6 +154,20 @@ def worker_process(transactional_db, nats_server, tmp_path) -> Iterator[Callable
     processes.close()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fault scenarios first, then the other suites of tests/ (servers as child processes): they take
+    seconds to a minute each, mostly waiting, and started first on the pytest-xdist workers (make test)
+    they run beside the apps' quick tests instead of after them."""
+    items.sort(key=lambda item: (item.get_closest_marker("reliability") is None, not item.nodeid.startswith("tests/")))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    """A pytest-xdist worker's counts of checked events, added up for the summary."""
+    events, servers = getattr(node, "workeroutput", {}).get("asyncapi_checked", (0, 0))
+    Checked.events, Checked.servers = Checked.events + events, Checked.servers + servers
+
+
 def pytest_terminal_summary(terminalreporter):
     if Checked.servers:
         terminalreporter.write_line(
@@ -162,8 +176,12 @@ def pytest_terminal_summary(terminalreporter):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """Remove the SQLite test database's -wal/-shm files, which persistent connections can leave behind."""
+    """Remove the SQLite test database's -wal/-shm files, which persistent connections can leave behind;
+    on a pytest-xdist worker, hand its counts of checked events to the controller."""
     from django.conf import settings
+
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["asyncapi_checked"] = (Checked.events, Checked.servers)
 
     name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
     if name and settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):

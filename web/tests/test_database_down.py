@@ -66,8 +66,8 @@ def assert_unavailable(response) -> None:
     [
         ("get", "/api/orders"),
         ("post", "/api/orders"),
-        ("get", f"/api/orders/{new_object_id()}"),
-        ("delete", f"/api/orders/{new_object_id()}"),
+        ("get", "/api/orders/65f0c0ffee0000000000abcd"),
+        ("delete", "/api/orders/65f0c0ffee0000000000abcd"),
     ],
 )
 def test_the_api_answers_503_while_the_database_is_unreachable(unreachable_database, client, method, path):
