@@ -20,11 +20,10 @@ from importlib.metadata import version
 from pathlib import Path
 
 from bench import report
-from bench.ab import AB_SCENARIOS as AB
-from bench.harness import REPO, Database, Figure, Run, checkout, log
-from bench.scenarios import SCENARIOS, SERVER_SCENARIOS, versus_baseline
+from bench.harness import REPO, VARIANTS, Database, Figure, Run, checkout, log
+from bench.scenarios import ON_REQUEST, SCENARIOS, SERVER_SCENARIOS, versus_baseline
 
-BASELINE_LABEL = " [baseline server]"
+BASELINE, BASELINE_LABEL = "5a7fa8a", " [baseline server]"  # the last revision whose default server was gunicorn
 
 
 def parse_args() -> argparse.Namespace:
@@ -32,7 +31,11 @@ def parse_args() -> argparse.Namespace:
     add = parser.add_argument
     add("--quick", action="store_true", help="small sizes: every scenario in seconds")
     add("--db", help="sqlite, postgres or sqlite,postgres (the default; --quick: sqlite)")
-    add("--only", default=",".join(SCENARIOS), help=f"of {', '.join(SCENARIOS)} (the default), and {', '.join(AB)}")
+    add(
+        "--only",
+        default=",".join(SCENARIOS),
+        help=f"of {', '.join(SCENARIOS)} (the default), and {', '.join(ON_REQUEST)}",
+    )
     add(
         "--postgres-url",
         default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
@@ -41,15 +44,12 @@ def parse_args() -> argparse.Namespace:
     add("--code", type=Path, default=REPO, help="the checkout to measure (default: this one)")
     add(
         "--baseline",
-        default=os.environ.get("BENCH_BASELINE", "5a7fa8a"),
-        help="a checkout (directory) or a git revision whose default server runs the HTTP scenarios and the flash "
-        "sale beside this one's, in the same run (default 5a7fa8a, the last gunicorn default; 'none' to skip)",
+        default=os.environ.get("BENCH_BASELINE", BASELINE),
+        help=f"a checkout (directory) or a git revision whose default server runs the HTTP scenarios and the flash "
+        f"sale beside this one's, in the same run, and whose events decode measures against this one's (default "
+        f"{BASELINE}: CPU per request at most 0.70x its own; another: at most 1.05x; 'none' to skip)",
     )
-    add(
-        "--ab-baseline",
-        help="what the A/B scenarios compare --code with, a checkout or a git revision (default: tracing bd24c03, "
-        "the last revision without tracing; decode 29d148c, the last messaging/events.py before pydantic)",
-    )
+    add("--variant", choices=VARIANTS, default="", help="; ".join(f"{k}: {v}" for k, v in VARIANTS.items()))
     add("--out", type=Path, help="the Markdown page (default docs/benchmarks.md for this checkout)")
     add("--json", type=Path, help="also write the figures as JSON")
     add("--keep", action="store_true", help="keep the temp folder (logs, SQLite files)")
@@ -57,7 +57,7 @@ def parse_args() -> argparse.Namespace:
     args.code, args.db = args.code.resolve(), args.db or ("sqlite" if args.quick else "sqlite,postgres")
     if args.out is None and args.code == REPO:
         args.out = REPO / "docs" / "benchmarks.md"
-    if unknown := set(args.only.split(",")) - {*SCENARIOS, *AB}:
+    if unknown := set(args.only.split(",")) - {*SCENARIOS, *ON_REQUEST}:
         parser.error(f"unknown scenario {', '.join(sorted(unknown))}")
     return args
 
@@ -68,6 +68,7 @@ def describe(args: argparse.Namespace, databases: list[Database], baseline: Run 
 
     code = f"`{git(args.code, 'rev-parse', '--short', 'HEAD') or '?'}`"
     code += " plus uncommitted changes" if git(args.code, "status", "--porcelain", "--untracked-files=no") else ""
+    code += f" ({args.variant}: {VARIANTS[args.variant]})" if args.variant else ""
     if baseline is not None:
         rev = git(baseline.code, "rev-parse", "--short", "HEAD") or baseline.code
         code += f"; baseline: commit `{rev}` ({baseline.server} as its files configure it)"
@@ -98,21 +99,15 @@ def main() -> int:
     signal.signal(signal.SIGTERM, interrupt)
     figures: list[Figure] = []
     failures: list[str] = []
-    started, workdir = time.monotonic(), Path(tempfile.mkdtemp(prefix="bench-hb-"))
+    names, started, workdir = args.only.split(","), time.monotonic(), Path(tempfile.mkdtemp(prefix="bench-hb-"))
     databases = [Database(kind, args.postgres_url, workdir) for kind in args.db.split(",")]
+    cpu_target = 0.70 if args.baseline == BASELINE and not args.variant else 1.05
     with contextlib.ExitStack() as stack:
-        checkouts: dict[str, Path] = {}
-
-        def ab(default: str) -> tuple[str, Path]:
-            spec = args.ab_baseline or default
-            if spec not in checkouts:
-                checkouts[spec] = stack.enter_context(checkout(spec, workdir))
-            return spec, checkouts[spec]
 
         def measure(name: str, this: Run, db: Database) -> list[Figure] | None:
             began = time.monotonic()
             try:
-                return {**SCENARIOS, **AB}[name](this, db)
+                return {**SCENARIOS, **ON_REQUEST}[name](this, db)
             except Exception as exc:
                 traceback.print_exc()
                 failures.append(f"{name}{this.label} on {db.label}: {type(exc).__name__}: {str(exc)[:300]}")
@@ -123,19 +118,19 @@ def main() -> int:
                 log(f"{db.label}: {name}{this.label} took {time.monotonic() - began:.0f} s")
 
         stack.callback(lambda: log(f"logs and databases kept in {workdir}") if args.keep else shutil.rmtree(workdir))
-        run, baseline = Run(args.code, workdir, args.quick, ab=ab), None
-        if args.baseline != "none" and set(args.only.split(",")) & set(SERVER_SCENARIOS):
-            baseline = Run(stack.enter_context(checkout(args.baseline, workdir)), workdir, args.quick, BASELINE_LABEL)
+        run, baseline = Run(args.code, workdir, args.quick, variant=args.variant), None
+        if args.baseline != "none" and set(names) & {*SERVER_SCENARIOS, *ON_REQUEST}:
+            code = stack.enter_context(checkout(args.baseline, workdir))
+            baseline = run.baseline = Run(code, workdir, args.quick, BASELINE_LABEL)
         for db in databases:
             stack.callback(lambda db=db: db.drop([name for name in [*db.created, db.template] if name]))
             db.drop_leftovers()
             log(f"{db.label}: migrating a template database")
             run.migrate_template(db)
-            for name in args.only.split(","):
-                ours = measure(name, run, db)
-                figures += ours or []
+            for name in names:
+                figures += (ours := measure(name, run, db)) or []
                 if baseline and name in SERVER_SCENARIOS and (theirs := measure(name, baseline, db)) is not None:
-                    figures += theirs + (versus_baseline(ours, theirs, BASELINE_LABEL) if ours else [])
+                    figures += theirs + (versus_baseline(ours, theirs, BASELINE_LABEL, cpu_target) if ours else [])
                 if args.json:  # as it goes: a long run's figures survive its interruption
                     args.json.write_text(json.dumps([dataclasses.asdict(f) for f in figures], indent=1, default=str))
         context = describe(args, databases, baseline)
