@@ -28,26 +28,22 @@ BASELINE, BASELINE_LABEL = "5a7fa8a", " [baseline server]"  # the last revision 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    add = parser.add_argument
+    add, env = parser.add_argument, os.environ.get
     add("--quick", action="store_true", help="small sizes: every scenario in seconds")
     add("--db", help="sqlite, postgres or sqlite,postgres (the default; --quick: sqlite)")
-    add(
-        "--only",
-        default=",".join(SCENARIOS),
-        help=f"of {', '.join(SCENARIOS)} (the default), and {', '.join(ON_REQUEST)}",
-    )
+    add("--only", default=",".join(SCENARIOS), help=f"of {', '.join(SCENARIOS)} (the default), and decode")
     add(
         "--postgres-url",
-        default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+        default=env("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
         help="used only to CREATE and DROP scratch databases named bench_hb_* (BENCH_POSTGRES_URL)",
     )
     add("--code", type=Path, default=REPO, help="the checkout to measure (default: this one)")
     add(
         "--baseline",
-        default=os.environ.get("BENCH_BASELINE", BASELINE),
-        help=f"a checkout (directory) or a git revision whose default server runs the HTTP scenarios and the flash "
-        f"sale beside this one's, in the same run, and whose events decode measures against this one's (default "
-        f"{BASELINE}: CPU per request at most 0.70x its own; another: at most 1.05x; 'none' to skip)",
+        default=env("BENCH_BASELINE", BASELINE),
+        help=f"a checkout or a git revision whose default server runs the HTTP scenarios and the flash sale beside "
+        f"this one's, and whose messaging/events.py decode measures (default {BASELINE}: CPU/req at most 0.70x "
+        "its own; another: at most 1.05x; none)",
     )
     add("--variant", choices=VARIANTS, default="", help="; ".join(f"{k}: {v}" for k, v in VARIANTS.items()))
     add("--out", type=Path, help="the Markdown page (default docs/benchmarks.md for this checkout)")
@@ -55,36 +51,35 @@ def parse_args() -> argparse.Namespace:
     add("--keep", action="store_true", help="keep the temp folder (logs, SQLite files)")
     args = parser.parse_args()
     args.code, args.db = args.code.resolve(), args.db or ("sqlite" if args.quick else "sqlite,postgres")
-    if args.out is None and args.code == REPO:
-        args.out = REPO / "docs" / "benchmarks.md"
+    args.out = args.out or (REPO / "docs" / "benchmarks.md" if args.code == REPO else None)
     if unknown := set(args.only.split(",")) - {*SCENARIOS, *ON_REQUEST}:
         parser.error(f"unknown scenario {', '.join(sorted(unknown))}")
     return args
 
 
 def describe(args: argparse.Namespace, databases: list[Database], baseline: Run | None) -> list[str]:
-    def git(code: Path, *command: str) -> str:
-        return subprocess.run(["git", *command], cwd=code, capture_output=True, text=True).stdout.strip()
+    """The page's lines about the run: the code, the machine, the software and the load."""
+    from messaging.embedded import nats_server_binary
 
-    code = f"`{git(args.code, 'rev-parse', '--short', 'HEAD') or '?'}`"
-    code += " plus uncommitted changes" if git(args.code, "status", "--porcelain", "--untracked-files=no") else ""
+    def output(*command: str, cwd: Path = REPO) -> str:
+        return subprocess.run(command, cwd=cwd, capture_output=True, text=True).stdout.strip()
+
+    code = f"`{output('git', 'rev-parse', '--short', 'HEAD', cwd=args.code) or '?'}`"
+    code += " plus uncommitted changes" if output("git", "status", "--porcelain", "-uno", cwd=args.code) else ""
     code += f" ({args.variant}: {VARIANTS[args.variant]})" if args.variant else ""
     if baseline is not None:
-        rev = git(baseline.code, "rev-parse", "--short", "HEAD") or baseline.code
+        rev = output("git", "rev-parse", "--short", "HEAD", cwd=baseline.code) or baseline.code
         code += f"; baseline: commit `{rev}` ({baseline.server} as its files configure it)"
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next((x.split(":", 1)[1].strip() for x in cpuinfo if "model name" in x), platform.machine())
-    from messaging.embedded import nats_server_binary
-
-    nats = subprocess.run([nats_server_binary(), "--version"], capture_output=True, text=True).stdout.strip()
+    load, when = ", ".join(f"{x:.1f}" for x in os.getloadavg()), f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
     return [
-        f"run: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {'--quick' if args.quick else 'full sizes'}; code: commit "
-        + code,
-        f"machine: {os.cpu_count()} CPUs ({cpu}), load average {', '.join(f'{x:.1f}' for x in os.getloadavg())} at "
-        "the end; shared with other work, so compare each figure with its baseline rather than across runs",
+        f"run: {when}, {'--quick' if args.quick else 'full sizes'}; code: commit {code}",
+        f"machine: {os.cpu_count()} CPUs ({cpu}), load average {load} at the end; shared with other work, so "
+        "compare each figure with its baseline rather than across runs",
         f"software: Python {platform.python_version()}, granian {version('granian')} (as ticketing_orders/server.py "
-        f"configures it), gunicorn {version('gunicorn')}, nats-py {version('nats-py')}, {nats}, "
-        + ", ".join(db.version() for db in databases),
+        f"configures it), gunicorn {version('gunicorn')}, nats-py {version('nats-py')}, "
+        f"{output(nats_server_binary(), '--version')}, {', '.join(db.version() for db in databases)}",
         "load: wrk -t2 -c32 (HTTP); CPU per request = utime + stime of the server's main process and workers "
         "(/proc) / requests served; the HTTP scenarios and the flash sale log at INFO (an access line a request)",
     ]

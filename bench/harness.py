@@ -165,29 +165,29 @@ class Database:
 
 @dataclass
 class Site:
-    """A seeded scratch database and the checkout's default server on it; `headers` and `keys` are the variant's
-    (bench.lua)."""
+    """A seeded scratch database and the checkout's default server on it."""
 
+    run: Run
     db: Database
     url: str
     env: dict[str, str]
     api: Child
     base: str
     order: str  # the first order of USER, when it was given some
-    headers: list[str]
-    keys: str
-    served: int = 0
 
     def wrk(self, path: str, *args: str, headers: Sequence[str] = (), **options: Any) -> dict:
-        """`wrk()` on this server, with the CPU of its processes and of its database's backends."""
-        args += (self.keys,) if args[0] == "post" and self.keys else ()
+        """wrk() on this server, with the variant's headers and keys, and the CPU of the server's processes and of
+        its database's backends (ms a request)."""
+        if self.run.variant in ("traceparent", "otlp"):
+            headers = [*headers, TRACEPARENT]
+        if args[0] == "post" and self.run.variant in ("new-key", "replay"):
+            args += (self.run.variant,)
         before = process_tree_cpu(self.api.pid), self.db.backends_cpu(self.url)
-        result = wrk(self.base + path, *args, headers=[*headers, *self.headers], **options)
+        result = wrk(self.base + path, *args, headers=headers, **options)
         after = process_tree_cpu(self.api.pid), self.db.backends_cpu(self.url)
         self.api.check_alive()
-        self.served += result["requests"]
         per = 1000 / max(result["requests"], 1)
-        result["cpu"] = (after[0] - before[0]) * per  # ms a request, and below those of PostgreSQL
+        result["cpu"] = (after[0] - before[0]) * per
         result["pg"] = sum(cpu - before[1].get(pid, 0.0) for pid, cpu in after[1].items()) * per
         return result
 
@@ -220,11 +220,12 @@ class Run:
         service.migrate(self.env(db.scratch("template")), cwd=self.code)
         db.template = db.created.pop()
 
-    def nats(self, name: str) -> str:
-        """A JetStream nats-server of the scenario's own, its store in the temp folder: its URL."""
-        server = NatsServer(self.workdir, name=name).start()
+    def events(self, db: Database, purpose: str, **extra: str) -> tuple[str, str, dict[str, str]]:
+        """A scratch database and a JetStream nats-server of the scenario's own (its store in the temp folder): their
+        URLs and the service's environment on them."""
+        server = NatsServer(self.workdir, name=f"nats-{purpose}").start()
         self.processes.cleanups.append(server.stop)
-        return server.url
+        return (url := db.scratch(purpose)), server.url, self.env(url, server.url, **extra)
 
     def worker(self, env: dict[str, str], name: str = "run_listeners") -> Child:
         return service.start_worker(self.processes, name, env, wait=False)
@@ -248,38 +249,34 @@ class Run:
         if self.variant == "otlp":
             from devtools.otlp_sink import OtlpSink
 
-            sink = OtlpSink().start()  # stopped after the server, whose SIGTERM exports what its batch holds
+            sink = OtlpSink().start()  # counted after the server's SIGTERM, which exports what its batch holds
+            self.processes.cleanups += [sink.stop, lambda: log(f"the server exported {len(sink.received())} spans")]
             api_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.endpoint
         api = service.start_api(self.processes, self.server, api_env, server=self.server, ready_path="/bench/bare")
-        headers = [TRACEPARENT] if self.variant in ("traceparent", "otlp") else []
-        keys = self.variant if self.variant in ("new-key", "replay") else ""
-        site = Site(db, url, env, api.child, api.url, made[0], headers, keys)
-        if self.variant == "otlp":
-            self.processes.cleanups.append(lambda: log(f"{len(sink.received())} spans for {site.served} requests"))
-            self.processes.cleanups.append(sink.stop)
-        return site
+        return Site(self, db, url, env, api.child, api.url, made[0])
 
 
 def wrk(
     url: str,
-    *args: str,
+    mode: str,
+    *files: str,
     seconds: float,
     threads: int = 2,
     connections: int = 32,
     headers: Sequence[str] = (),
     until: Callable[[], bool] = lambda: False,
 ) -> dict:
-    """wrk with bench/wrk/bench.lua (`args`: its mode and files) for `seconds`, or until `until()` holds (then
-    SIGINT: wrk stops and reports): its JSON summary, the answers counted by kind, `rate`."""
+    """wrk with bench/wrk/bench.lua in `mode` for `seconds`, or until `until()` holds (then SIGINT: wrk stops and
+    reports): its JSON summary, the answers counted by kind, `rate`."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (apt-get install -y wrk)")
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
     command += [*(x for header in headers for x in ("-H", header)), "-s", str(HERE / "wrk" / "bench.lua"), url]
-    process = subprocess.Popen([*command, "--", args[0], str(threads), *args[1:]], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen([*command, "--", mode, str(threads), *files], stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + seconds + 120
     while process.poll() is None and time.monotonic() < deadline and not until():
         time.sleep(0.02)
-    if process.poll() is None:
+    with contextlib.suppress(ProcessLookupError):
         process.send_signal(signal.SIGINT)
     try:
         stdout = process.communicate(timeout=10)[0]
@@ -292,7 +289,7 @@ def wrk(
     result = json.loads(line.removeprefix("BENCH_JSON "))
     # Lua prints every number as a float; the answers, by status, are counted here by kind.
     statuses = {int(k): int(v) for k, v in result.items() if k.isdigit()}
-    result.update({k: int(result.get(k, 0)) for k in ("requests", "socket_errors", "reserved")})
+    result.update({k: int(result[k]) for k in ("requests", "socket_errors", "reserved")})
     result.update(c201=statuses.get(201, 0), c503=statuses.get(503, 0))
     result["c2xx"] = sum(n for status, n in statuses.items() if 200 <= status < 300)
     result["c5xx"] = sum(n for status, n in statuses.items() if status >= 500)
