@@ -87,11 +87,7 @@ def describe(args: argparse.Namespace, databases: list[Database], baseline: Run 
 
 def main() -> int:
     args = parse_args()
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped as by Ctrl-C: the processes and files too
     figures: list[Figure] = []
     failures: list[str] = []
     names, started, workdir = args.only.split(","), time.monotonic(), Path(tempfile.mkdtemp(prefix="bench-hb-"))

@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,11 +47,6 @@ def log(message: str) -> None:
 
 def cookie(user_id: str) -> str:
     return http.session_cookie(user_id, jwt_key=KEYS["jwt_key"], email=f"{user_id}@bench.test")
-
-
-def post_line(tickets: str, n: int) -> str:
-    """wrk's POST line (bench.lua): ticket n of the prefix `tickets`, by a buyer of its own."""
-    return f"{object_id(tickets, n)}\t{cookie(object_id('e' + tickets, n))}"
 
 
 def lines_file(path: Path, lines: Iterable[str]) -> str:
@@ -175,18 +170,44 @@ class Site:
     base: str
     order: str  # the first order of USER, when it was given some
 
-    def wrk(self, path: str, *args: str, headers: Sequence[str] = (), **options: Any) -> dict:
-        """wrk() on this server, with the variant's headers and keys, and the CPU of the server's processes and of
-        its database's backends (ms a request)."""
-        if self.run.variant in ("traceparent", "otlp"):
-            headers = [*headers, TRACEPARENT]
-        if args[0] == "post" and self.run.variant in ("new-key", "replay"):
-            args += (self.run.variant,)
+    def wrk(self, path: str, mode: str, *files: str, seconds: float, threads: int = 2, **options: Any) -> dict:
+        """wrk with bench/wrk/bench.lua in `mode` on this server for `seconds` (`connections`, 32; `headers`), or
+        until `until()` holds (then SIGINT: wrk stops and reports), with the run's variant: its JSON summary, the
+        answers counted by kind, `rate`, and the CPU of the server's processes and of its database's backends."""
+        if shutil.which("wrk") is None:
+            raise RuntimeError("wrk is not installed (apt-get install -y wrk)")
+        variant, headers = self.run.variant, list(options.get("headers", ()))
+        headers += [TRACEPARENT] if variant in ("traceparent", "otlp") else []
+        files += (variant,) if mode == "post" and variant in ("new-key", "replay") else ()
+        command = ["wrk", f"-t{threads}", f"-c{options.get('connections', 32)}", f"-d{max(1, round(seconds))}s"]
+        command += ["--timeout", "10s", *(x for header in headers for x in ("-H", header))]
+        command += ["-s", str(HERE / "wrk" / "bench.lua"), self.base + path, "--", mode, str(threads), *files]
         before = process_tree_cpu(self.api.pid), self.db.backends_cpu(self.url)
-        result = wrk(self.base + path, *args, headers=headers, **options)
+        process, deadline = subprocess.Popen(command, stdout=subprocess.PIPE, text=True), time.monotonic() + seconds
+        while process.poll() is None and time.monotonic() < deadline + 120 and not options.get("until", bool)():
+            time.sleep(0.02)
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGINT)
+        try:
+            stdout = process.communicate(timeout=10)[0]
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout = process.communicate()[0]
         after = process_tree_cpu(self.api.pid), self.db.backends_cpu(self.url)
         self.api.check_alive()
-        per = 1000 / max(result["requests"], 1)
+        line = next((x for x in stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
+        if process.returncode != 0 or line is None:
+            raise RuntimeError(f"wrk failed ({process.returncode}):\n{stdout[-2000:]}")
+        result = json.loads(line.removeprefix("BENCH_JSON "))
+        # Lua prints every number as a float; the answers, by status, are counted here by kind.
+        statuses = {int(k): int(v) for k, v in result.items() if k.isdigit()}
+        result.update({k: int(result[k]) for k in ("requests", "socket_errors", "reserved")})
+        result.update(c201=statuses.get(201, 0), c503=statuses.get(503, 0))
+        result["c2xx"] = sum(n for status, n in statuses.items() if 200 <= status < 300)
+        result["c5xx"] = sum(n for status, n in statuses.items() if status >= 500)
+        result["c_other"] = sum(statuses.values()) - result["c2xx"] - result["c5xx"] - result["reserved"]
+        result["rate"] = result["requests"] / result["duration_s"] if result["duration_s"] else float("nan")
+        per = 1000 / max(result["requests"], 1)  # ms a request
         result["cpu"] = (after[0] - before[0]) * per
         result["pg"] = sum(cpu - before[1].get(pid, 0.0) for pid, cpu in after[1].items()) * per
         return result
@@ -254,45 +275,3 @@ class Run:
             api_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.endpoint
         api = service.start_api(self.processes, self.server, api_env, server=self.server, ready_path="/bench/bare")
         return Site(self, db, url, env, api.child, api.url, made[0])
-
-
-def wrk(
-    url: str,
-    mode: str,
-    *files: str,
-    seconds: float,
-    threads: int = 2,
-    connections: int = 32,
-    headers: Sequence[str] = (),
-    until: Callable[[], bool] = lambda: False,
-) -> dict:
-    """wrk with bench/wrk/bench.lua in `mode` for `seconds`, or until `until()` holds (then SIGINT: wrk stops and
-    reports): its JSON summary, the answers counted by kind, `rate`."""
-    if shutil.which("wrk") is None:
-        raise RuntimeError("wrk is not installed (apt-get install -y wrk)")
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
-    command += [*(x for header in headers for x in ("-H", header)), "-s", str(HERE / "wrk" / "bench.lua"), url]
-    process = subprocess.Popen([*command, "--", mode, str(threads), *files], stdout=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + seconds + 120
-    while process.poll() is None and time.monotonic() < deadline and not until():
-        time.sleep(0.02)
-    with contextlib.suppress(ProcessLookupError):
-        process.send_signal(signal.SIGINT)
-    try:
-        stdout = process.communicate(timeout=10)[0]
-    except subprocess.TimeoutExpired:
-        process.kill()
-        stdout = process.communicate()[0]
-    line = next((x for x in stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
-    if process.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({process.returncode}):\n{stdout[-2000:]}")
-    result = json.loads(line.removeprefix("BENCH_JSON "))
-    # Lua prints every number as a float; the answers, by status, are counted here by kind.
-    statuses = {int(k): int(v) for k, v in result.items() if k.isdigit()}
-    result.update({k: int(result[k]) for k in ("requests", "socket_errors", "reserved")})
-    result.update(c201=statuses.get(201, 0), c503=statuses.get(503, 0))
-    result["c2xx"] = sum(n for status, n in statuses.items() if 200 <= status < 300)
-    result["c5xx"] = sum(n for status, n in statuses.items() if status >= 500)
-    result["c_other"] = sum(statuses.values()) - result["c2xx"] - result["c5xx"] - result["reserved"]
-    result["rate"] = result["requests"] / result["duration_s"] if result["duration_s"] else float("nan")
-    return result

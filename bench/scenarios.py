@@ -13,7 +13,7 @@ from itertools import islice
 from math import nan
 from typing import Any
 
-from bench.harness import USER, Database, Figure, Run, cookie, lines_file, log, num, object_id, post_line
+from bench.harness import USER, Database, Figure, Run, cookie, lines_file, log, num, object_id
 from testsupport.processes import Child, process_tree_cpu
 from testsupport.waiting import WaitTimeout, wait_until
 
@@ -82,7 +82,10 @@ def http(run: Run, db: Database) -> list[Figure]:
     """GET /api/orders/:id, GET /api/orders (20 orders; then with a million more in the table) and POST /api/orders
     under wrk -t2 -c32, each right after the bare view on the same server, each after a second of warm-up."""
     seconds, big, tickets = (1, 5000, 3000) if run.quick else (10, 1_000_000, 30_000)
-    site, lines = run.site(db, "http", ("6c", tickets), ("6b", 20)), (post_line("6c", n) for n in range(tickets))
+    site, lines = (
+        run.site(db, "http", ("6c", tickets), ("6b", 20)),
+        (f"{object_id('6c', n)}\t{cookie(object_id('e6c', n))}" for n in range(tickets)),
+    )
     get = {"headers": [f"Cookie: {cookie(USER)}"]}
     warm = ("post", lines_file(run.workdir / "warm.tsv", islice(lines, tickets // 10)))
     post = ("post", lines_file(run.workdir / "posts.tsv", lines))
@@ -310,22 +313,16 @@ def decode(run: Run, db: Database) -> list[Figure]:
     checkout's messaging/events.py (29d148c: the last before the pydantic models)."""
     if run.baseline is None:
         raise RuntimeError("decode measures against the --baseline checkout: give one")
-    (events, count), median = (2000, 3) if run.quick else (20_000, 9), statistics.median
+    events, count = (2000, 3) if run.quick else (20_000, 9)
     env, baseline = run.env(db.scratch("decode")), str(run.baseline.code)
-    rounds = run.django(env, "decode", baseline=baseline, events=events, rounds=count)
-    pairs = list(zip(rounds["ours"], rounds["baseline"], strict=True))
-    cpu_ratios, ratio = [o["cpu"] / b["cpu"] for o, b in pairs], median(o["rate"] / b["rate"] for o, b in pairs)
-
-    def rates(side: str) -> str:
-        rate, cpu = (median(r[key] for r in rounds[side]) for key in ("rate", "cpu"))
-        return f"{rate:,.0f} events/s, {num(cpu)} µs CPU/event"
-
-    per_round = ", ".join(f"{r:.2f}" for r in cpu_ratios)
-    text = f"{rates('ours')} (median of {count} rounds; CPU ratio per round {per_round})"
-    label, base = f"{ratio:.0%} events/s, {median(cpu_ratios):.2f}x CPU/event", f"the baseline's: {rates('baseline')}"
-    numbers = {"cpu_ratio": median(cpu_ratios), "rounds": rounds}
+    result = run.django(env, "decode", baseline=baseline, events=events, count=count)
+    ours, theirs, ratio = result["ours"], result["baseline"], result["rate_ratio"]
+    text = f"{ours['rate']:,.0f} events/s, {num(ours['cpu'])} µs CPU/event (median of {count} rounds; CPU ratio per "
+    text += f"round {', '.join(f'{r:.2f}' for r in result['cpu_ratios'])})"
+    base = f"the baseline's: {theirs['rate']:,.0f} events/s, {num(theirs['cpu'])} µs CPU/event"
+    label = f"{ratio:.0%} events/s, {statistics.median(result['cpu_ratios']):.2f}x CPU/event"
     return [
-        Figure("Event decode, parse_event: this code", db.label, text, base, ratio, label, "measured", None, numbers)
+        Figure("Event decode, parse_event: this code", db.label, text, base, ratio, label, "measured", None, result)
     ]
 
 

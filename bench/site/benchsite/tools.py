@@ -11,6 +11,7 @@ import datetime as dt
 import importlib.util
 import json
 import os
+import statistics
 import sys
 import threading
 import time
@@ -113,8 +114,9 @@ def latency(nats: str, orders: int, interval: float, burst: int) -> dict:
     return commits | {"burst_started": started, "burst_create_s": time.time() - started}
 
 
-def decode(baseline: str, events: int, rounds: int) -> dict:
-    """Events/s and µs of CPU an event of this code's parse_event and the checkout `baseline`'s, in turns."""
+def decode(baseline: str, events: int, count: int) -> dict:
+    """Events/s and µs of CPU an event of this code's parse_event and the checkout `baseline`'s, medians of `count`
+    rounds in turns, and the rounds' ratios."""
     from messaging import events as ours
 
     theirs = importlib.util.module_from_spec(importlib.util.spec_from_loader("baseline_events", loader=None))
@@ -136,15 +138,21 @@ def decode(baseline: str, events: int, rounds: int) -> dict:
     batch = [(subject, json.dumps(payload).encode()) for subject, payload in map(event, range(events))]
     for subject, data in batch[:50]:  # both accept the same payloads and read them alike
         assert theirs.parse_event(subject, data).to_payload() == ours.parse_event(subject, data).to_payload()
-    out: dict[str, list] = {"baseline": [], "ours": []}
-    for _ in range(rounds):
+    rounds: dict[str, list] = {"baseline": [], "ours": []}
+    for _ in range(count):
         for name, module in (("baseline", theirs), ("ours", ours)):
             cpu, wall = time.process_time(), time.perf_counter()
             for subject, data in batch:
                 module.parse_event(subject, data)
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            out[name].append({"rate": len(batch) / wall, "cpu": cpu / len(batch) * 1e6})
-    return out
+            rounds[name].append({"rate": len(batch) / (time.perf_counter() - wall), "cpu": time.process_time() - cpu})
+    pairs = list(zip(rounds["ours"], rounds["baseline"], strict=True))
+    medians = {name: {k: statistics.median(r[k] for r in rounds[name]) for k in ("rate", "cpu")} for name in rounds}
+    for median in medians.values():
+        median["cpu"] *= 1e6 / len(batch)  # µs an event
+    return medians | {
+        "rate_ratio": statistics.median(o["rate"] / b["rate"] for o, b in pairs),
+        "cpu_ratios": [o["cpu"] / b["cpu"] for o, b in pairs],
+    }
 
 
 if __name__ == "__main__":
