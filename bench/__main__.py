@@ -32,19 +32,11 @@ def parse_args() -> argparse.Namespace:
     add("--quick", action="store_true", help="small sizes: every scenario in seconds")
     add("--db", help="sqlite, postgres or sqlite,postgres (the default; --quick: sqlite)")
     add("--only", default=",".join(SCENARIOS), help=f"of {', '.join(SCENARIOS)} (the default), and decode")
-    add(
-        "--postgres-url",
-        default=env("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
-        help="used only to CREATE and DROP scratch databases named bench_hb_* (BENCH_POSTGRES_URL)",
-    )
+    pg = env("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    add("--postgres-url", default=pg, help="used only to CREATE and DROP databases bench_hb_* (BENCH_POSTGRES_URL)")
     add("--code", type=Path, default=REPO, help="the checkout to measure (default: this one)")
-    add(
-        "--baseline",
-        default=env("BENCH_BASELINE", BASELINE),
-        help=f"a checkout or a git revision whose default server runs the HTTP scenarios and the flash sale beside "
-        f"this one's, and whose messaging/events.py decode measures (default {BASELINE}: CPU/req at most 0.70x "
-        "its own; another: at most 1.05x; none)",
-    )
+    # Its default server runs the HTTP scenarios and the flash sale beside this one's; decode reads its events.py.
+    add("--baseline", default=env("BENCH_BASELINE", BASELINE), help=f"a checkout or a revision ({BASELINE}), or none")
     add("--variant", choices=VARIANTS, default="", help="; ".join(f"{k}: {v}" for k, v in VARIANTS.items()))
     add("--out", type=Path, help="the Markdown page (default docs/benchmarks.md for this checkout)")
     add("--json", type=Path, help="also write the figures as JSON")
