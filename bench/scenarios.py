@@ -82,35 +82,35 @@ def http(run: Run, db: Database) -> list[Figure]:
     """GET /api/orders/:id, GET /api/orders (20 orders; then with a million more in the table) and POST /api/orders
     under wrk -t2 -c32, each right after the bare view on the same server, each after a second of warm-up."""
     seconds, big, tickets = (1, 5000, 3000) if run.quick else (10, 1_000_000, 30_000)
-    site, lines = (
-        run.site(db, "http", ("6c", tickets), ("6b", 20)),
-        (f"{object_id('6c', n)}\t{cookie(object_id('e6c', n))}" for n in range(tickets)),
-    )
-    get = {"headers": [f"Cookie: {cookie(USER)}"]}
+    site, get = run.site(db, "http", ("6c", tickets), ("6b", 20)), {"headers": [f"Cookie: {cookie(USER)}"]}
+    # POST lines (bench.lua): a ticket of its own each, and the cookie of a buyer of its own.
+    lines = (f"{object_id('6c', n)}\t{cookie(object_id('e6c', n))}" for n in range(tickets))
     warm = ("post", lines_file(run.workdir / "warm.tsv", islice(lines, tickets // 10)))
     post = ("post", lines_file(run.workdir / "posts.tsv", lines))
     figures: list[Figure] = []
 
-    def measure(path: str, load: tuple[str, ...] = ("get",), warm: tuple[str, ...] = ("get",), **get: Any) -> dict:
+    def measure(path: str, load: tuple = ("get",), warm: tuple = ("get",), **get: Any) -> dict:
         site.wrk(path, *warm, seconds=1, **get)
         if not (result := site.wrk(path, *load, seconds=seconds, **get))["requests"]:
             raise RuntimeError(f"no answer from {path} within {seconds} s:\n{site.api.log()[-3000:]}")
         return result
 
-    def pair(scenario: str, path: str, targets: tuple[float, float], *load: tuple[str, ...], **get: Any) -> Figure:
+    def pair(scenario: str, path: str, targets: tuple[float, float], *loads: tuple, **get: Any) -> Figure:
+        """The route at `path` (its load and warm-up: bench.lua's arguments) right after the bare view."""
         log(f"{db.label}{run.label}: {scenario}")
-        bare, ours = measure("/bench/bare"), measure(path, *load, **get)
+        bare, ours = measure("/bench/bare"), measure(path, *loads, **get)
         (rate_target, cpu_target), ratio, cpu_ratio = targets, ours["rate"] / bare["rate"], ours["cpu"] / bare["cpu"]
         text = served(ours) + (f", PostgreSQL backends {num(ours['pg'])} ms" if db.kind == "postgres" else "")
         if unexpected := ours["requests"] - ours["c2xx"]:
             text += f", **{unexpected} unexpected answers**"
-        label, goal = f"{ratio:.0%} req/s, {cpu_ratio:.1f}x CPU/req", f">= {rate_target:.0%} req/s or <= {cpu_target}x"
+        label, goal = (
+            f"{ratio:.0%} req/s, {cpu_ratio:.1f}x CPU/req",
+            f">= {rate_target:.0%} req/s or <= {cpu_target}x CPU/req",
+        )
         met = (ratio >= rate_target or cpu_ratio <= cpu_target) and not unexpected
         numbers = {**ours, "bare": bare, "cpu_ratio": cpu_ratio, "ratio_target": rate_target, "cpu_target": cpu_target}
         base = "bare view: " + served(bare)
-        figures.append(
-            Figure(scenario + run.label, db.label, text, base, ratio, label, goal + " CPU/req", met, numbers)
-        )
+        figures.append(Figure(scenario + run.label, db.label, text, base, ratio, label, goal, met, numbers))
         return figures[-1]
 
     pair("GET /api/orders/:id", f"/api/orders/{site.order}", (0.40, 2.5), **get)
