@@ -23,11 +23,10 @@ end
 
 -- Each thread has its own Lua state: done() adds up these globals of every thread.
 counts, first, last201 = { reserved = 0 }, 0, 0
-local mode, keys, done_file, posts, pos = "get", nil, nil, {}, 1
+local mode, keys, done_file, posts, pos = nil, nil, nil, {}, 1
 
 function init(args)
-   mode = args[1]
-   keys, done_file = mode == "post" and args[4], mode == "flash" and args[4]
+   mode, keys, done_file = args[1], args[1] == "post" and args[4], args[1] == "flash" and args[4]
    if mode == "get" then return end
    local i = 0
    for line in io.lines(args[3]) do
@@ -69,16 +68,13 @@ function response(status, headers, body)
 end
 
 function done(summary, latency)
-   local errors = summary.errors
-   local out = {
-      requests = summary.requests, duration_s = summary.duration / 1e6, p50_ms = latency:percentile(50) / 1000,
-      p99_ms = latency:percentile(99) / 1000, first_request = 0, last_201 = 0,
-      socket_errors = errors.connect + errors.read + errors.write + errors.timeout,
-   }
-   for _, thread in ipairs(threads) do
+   local errors, out = summary.errors, { requests = summary.requests, duration_s = summary.duration / 1e6 }
+   out.p50_ms, out.p99_ms = latency:percentile(50) / 1000, latency:percentile(99) / 1000
+   out.socket_errors = errors.connect + errors.read + errors.write + errors.timeout
+   out.first_request, out.last_201 = math.huge, 0
+   for _, thread in ipairs(threads) do -- every thread has asked for a request: wrk asks when it connects
       for key, n in pairs(thread:get("counts")) do out[key] = (out[key] or 0) + n end
-      local started = thread:get("first")
-      if started > 0 and (out.first_request == 0 or started < out.first_request) then out.first_request = started end
+      out.first_request = math.min(out.first_request, thread:get("first"))
       out.last_201 = math.max(out.last_201, thread:get("last201"))
    end
    local parts = {}
