@@ -20,70 +20,58 @@ from importlib.metadata import version
 from pathlib import Path
 
 from bench import report
-from bench.ab import AB_SCENARIOS as AB
-from bench.harness import REPO, Database, Figure, Run, checkout, log
-from bench.scenarios import SCENARIOS, SERVER_SCENARIOS, versus_baseline
+from bench.harness import REPO, VARIANTS, Database, Figure, Run, checkout, log
+from bench.scenarios import ON_REQUEST, SCENARIOS, SERVER_SCENARIOS, versus_baseline
 
-BASELINE_LABEL = " [baseline server]"
+BASELINE, BASELINE_LABEL = "5a7fa8a", " [baseline server]"  # the last revision whose default server was gunicorn
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    add = parser.add_argument
+    add, env = parser.add_argument, os.environ.get
     add("--quick", action="store_true", help="small sizes: every scenario in seconds")
     add("--db", help="sqlite, postgres or sqlite,postgres (the default; --quick: sqlite)")
-    add("--only", default=",".join(SCENARIOS), help=f"of {', '.join(SCENARIOS)} (the default), and {', '.join(AB)}")
-    add(
-        "--postgres-url",
-        default=os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
-        help="used only to CREATE and DROP scratch databases named bench_hb_* (BENCH_POSTGRES_URL)",
-    )
+    add("--only", default=",".join(SCENARIOS), help=f"of {', '.join(SCENARIOS)} (the default), and decode")
+    pg = env("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    add("--postgres-url", default=pg, help="used only to CREATE and DROP databases bench_hb_* (BENCH_POSTGRES_URL)")
     add("--code", type=Path, default=REPO, help="the checkout to measure (default: this one)")
-    add(
-        "--baseline",
-        default=os.environ.get("BENCH_BASELINE", "5a7fa8a"),
-        help="a checkout (directory) or a git revision whose default server runs the HTTP scenarios and the flash "
-        "sale beside this one's, in the same run (default 5a7fa8a, the last gunicorn default; 'none' to skip)",
-    )
-    add(
-        "--ab-baseline",
-        help="what the A/B scenarios compare --code with, a checkout or a git revision (default: tracing bd24c03, "
-        "the last revision without tracing; decode 29d148c, the last messaging/events.py before pydantic)",
-    )
+    # Its default server runs the HTTP scenarios and the flash sale beside this one's; decode reads its events.py.
+    add("--baseline", default=env("BENCH_BASELINE", BASELINE), help=f"a checkout or a revision ({BASELINE}), or none")
+    add("--variant", choices=VARIANTS, default="", help="; ".join(f"{k}: {v}" for k, v in VARIANTS.items()))
     add("--out", type=Path, help="the Markdown page (default docs/benchmarks.md for this checkout)")
     add("--json", type=Path, help="also write the figures as JSON")
     add("--keep", action="store_true", help="keep the temp folder (logs, SQLite files)")
     args = parser.parse_args()
     args.code, args.db = args.code.resolve(), args.db or ("sqlite" if args.quick else "sqlite,postgres")
-    if args.out is None and args.code == REPO:
-        args.out = REPO / "docs" / "benchmarks.md"
-    if unknown := set(args.only.split(",")) - {*SCENARIOS, *AB}:
+    args.out = args.out or (REPO / "docs" / "benchmarks.md" if args.code == REPO else None)
+    if unknown := set(args.only.split(",")) - {*SCENARIOS, *ON_REQUEST}:
         parser.error(f"unknown scenario {', '.join(sorted(unknown))}")
     return args
 
 
 def describe(args: argparse.Namespace, databases: list[Database], baseline: Run | None) -> list[str]:
-    def git(code: Path, *command: str) -> str:
-        return subprocess.run(["git", *command], cwd=code, capture_output=True, text=True).stdout.strip()
+    """The page's lines about the run: the code, the machine, the software and the load."""
+    from messaging.embedded import nats_server_binary
 
-    code = f"`{git(args.code, 'rev-parse', '--short', 'HEAD') or '?'}`"
-    code += " plus uncommitted changes" if git(args.code, "status", "--porcelain", "--untracked-files=no") else ""
+    def output(*command: str, cwd: Path = REPO) -> str:
+        return subprocess.run(command, cwd=cwd, capture_output=True, text=True).stdout.strip()
+
+    code = f"`{output('git', 'rev-parse', '--short', 'HEAD', cwd=args.code) or '?'}`"
+    code += " plus uncommitted changes" if output("git", "status", "--porcelain", "-uno", cwd=args.code) else ""
+    code += f" ({args.variant}: {VARIANTS[args.variant]})" if args.variant else ""
     if baseline is not None:
-        rev = git(baseline.code, "rev-parse", "--short", "HEAD") or baseline.code
+        rev = output("git", "rev-parse", "--short", "HEAD", cwd=baseline.code) or baseline.code
         code += f"; baseline: commit `{rev}` ({baseline.server} as its files configure it)"
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next((x.split(":", 1)[1].strip() for x in cpuinfo if "model name" in x), platform.machine())
-    from messaging.embedded import nats_server_binary
-
-    nats = subprocess.run([nats_server_binary(), "--version"], capture_output=True, text=True).stdout.strip()
+    load, when = ", ".join(f"{x:.1f}" for x in os.getloadavg()), f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
     return [
-        f"run: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {'--quick' if args.quick else 'full sizes'}; code: commit "
-        + code,
-        f"machine: {os.cpu_count()} CPUs ({cpu}), load average {', '.join(f'{x:.1f}' for x in os.getloadavg())} at "
-        "the end; shared with other work, so compare each figure with its baseline rather than across runs",
+        f"run: {when}, {'--quick' if args.quick else 'full sizes'}; code: commit {code}",
+        f"machine: {os.cpu_count()} CPUs ({cpu}), load average {load} at the end; shared with other work, so "
+        "compare each figure with its baseline rather than across runs",
         f"software: Python {platform.python_version()}, granian {version('granian')} (as ticketing_orders/server.py "
-        f"configures it), gunicorn {version('gunicorn')}, nats-py {version('nats-py')}, {nats}, "
-        + ", ".join(db.version() for db in databases),
+        f"configures it), gunicorn {version('gunicorn')}, nats-py {version('nats-py')}, "
+        f"{output(nats_server_binary(), '--version')}, {', '.join(db.version() for db in databases)}",
         "load: wrk -t2 -c32 (HTTP); CPU per request = utime + stime of the server's main process and workers "
         "(/proc) / requests served; the HTTP scenarios and the flash sale log at INFO (an access line a request)",
     ]
@@ -91,28 +79,18 @@ def describe(args: argparse.Namespace, databases: list[Database], baseline: Run 
 
 def main() -> int:
     args = parse_args()
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stopped as by Ctrl-C: the processes and files too
     figures: list[Figure] = []
     failures: list[str] = []
-    started, workdir = time.monotonic(), Path(tempfile.mkdtemp(prefix="bench-hb-"))
+    names, started, workdir = args.only.split(","), time.monotonic(), Path(tempfile.mkdtemp(prefix="bench-hb-"))
     databases = [Database(kind, args.postgres_url, workdir) for kind in args.db.split(",")]
+    cpu_target = 0.70 if args.baseline == BASELINE and not args.variant else 1.05
     with contextlib.ExitStack() as stack:
-        checkouts: dict[str, Path] = {}
-
-        def ab(default: str) -> tuple[str, Path]:
-            spec = args.ab_baseline or default
-            if spec not in checkouts:
-                checkouts[spec] = stack.enter_context(checkout(spec, workdir))
-            return spec, checkouts[spec]
 
         def measure(name: str, this: Run, db: Database) -> list[Figure] | None:
             began = time.monotonic()
             try:
-                return {**SCENARIOS, **AB}[name](this, db)
+                return {**SCENARIOS, **ON_REQUEST}[name](this, db)
             except Exception as exc:
                 traceback.print_exc()
                 failures.append(f"{name}{this.label} on {db.label}: {type(exc).__name__}: {str(exc)[:300]}")
@@ -123,19 +101,19 @@ def main() -> int:
                 log(f"{db.label}: {name}{this.label} took {time.monotonic() - began:.0f} s")
 
         stack.callback(lambda: log(f"logs and databases kept in {workdir}") if args.keep else shutil.rmtree(workdir))
-        run, baseline = Run(args.code, workdir, args.quick, ab=ab), None
-        if args.baseline != "none" and set(args.only.split(",")) & set(SERVER_SCENARIOS):
-            baseline = Run(stack.enter_context(checkout(args.baseline, workdir)), workdir, args.quick, BASELINE_LABEL)
+        run, baseline = Run(args.code, workdir, args.quick, variant=args.variant), None
+        if args.baseline != "none" and set(names) & {*SERVER_SCENARIOS, *ON_REQUEST}:
+            code = stack.enter_context(checkout(args.baseline, workdir))
+            baseline = run.baseline = Run(code, workdir, args.quick, BASELINE_LABEL)
         for db in databases:
             stack.callback(lambda db=db: db.drop([name for name in [*db.created, db.template] if name]))
             db.drop_leftovers()
             log(f"{db.label}: migrating a template database")
             run.migrate_template(db)
-            for name in args.only.split(","):
-                ours = measure(name, run, db)
-                figures += ours or []
+            for name in names:
+                figures += (ours := measure(name, run, db)) or []
                 if baseline and name in SERVER_SCENARIOS and (theirs := measure(name, baseline, db)) is not None:
-                    figures += theirs + (versus_baseline(ours, theirs, BASELINE_LABEL) if ours else [])
+                    figures += theirs + (versus_baseline(ours, theirs, BASELINE_LABEL, cpu_target) if ours else [])
                 if args.json:  # as it goes: a long run's figures survive its interruption
                     args.json.write_text(json.dumps([dataclasses.asdict(f) for f in figures], indent=1, default=str))
         context = describe(args, databases, baseline)

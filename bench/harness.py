@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,14 +24,21 @@ from bench.site.benchsite import object_id
 from testsupport import http, postgres, service
 from testsupport.nats import NatsServer
 from testsupport.processes import Child, Processes, process_cpu, process_tree_cpu
-from testsupport.waiting import wait_until
+from testsupport.waiting import WaitTimeout, port_open, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 # The benchmarks sign their own cookies and never talk to a real auth service.
 KEYS = {"jwt_key": "bench-only-jwt-key-not-secret-0123456789abcdef", "secret_key": "bench-only-django-not-secret"}
 USER = object_id("6a", 1)  # the user whose orders the HTTP scenarios read
-Ids = tuple[str, int]  # object ids: their prefix and how many
+# What --variant changes for this checkout's server and requests; a baseline's run without it.
+VARIANTS = {
+    "traceparent": "every request carries a sampled traceparent, as behind an instrumented ingress",
+    "otlp": "the same, and the server exports every trace over OTLP to a receiver in the bench process",
+    "new-key": "every POST carries an Idempotency-Key of its own",
+    "replay": "every POST is one request again and again under one Idempotency-Key: the first creates",
+}
+TRACEPARENT = "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
 def log(message: str) -> None:
@@ -40,11 +47,6 @@ def log(message: str) -> None:
 
 def cookie(user_id: str) -> str:
     return http.session_cookie(user_id, jwt_key=KEYS["jwt_key"], email=f"{user_id}@bench.test")
-
-
-def post_line(tickets: str, n: int, key: str = "") -> str:
-    """wrk's POST line (bench.lua): ticket n of the prefix `tickets`, by a buyer of its own."""
-    return f"{object_id(tickets, n)}\t{cookie(object_id('e' + tickets, n))}" + (f"\t{key}" if key else "")
 
 
 def lines_file(path: Path, lines: Iterable[str]) -> str:
@@ -122,8 +124,8 @@ class Database:
         """Scratch databases of runs killed before they could drop theirs (their pid is gone)."""
         if self.kind == "postgres":
             (rows,) = self.admin("SELECT datname FROM pg_database WHERE datname LIKE 'bench_hb_%'")
-            gone = [name for (name,) in rows if not Path(f"/proc/{name.rsplit('_', 1)[-1]}").exists()]
-            self.drop([name for name in gone if name.rsplit("_", 1)[-1].isdigit()])
+            pids = {name: name.rsplit("_", 1)[-1] for (name,) in rows}
+            self.drop([name for name, pid in pids.items() if pid.isdigit() and not Path(f"/proc/{pid}").exists()])
 
     def scratch(self, purpose: str) -> str:
         """A fresh copy of the migrated template (an empty database before there is one): its URL."""
@@ -147,10 +149,8 @@ class Database:
         """CPU seconds of each PostgreSQL backend serving `url`'s database, by pid (none on SQLite)."""
         if self.kind == "sqlite":
             return {}
-        rows = postgres.query(
-            self.admin_url, "SELECT pid FROM pg_stat_activity WHERE datname = %s", [url.rsplit("/")[-1]]
-        )
-        return {pid: process_cpu(pid) for (pid,) in rows}
+        sql = "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+        return {pid: process_cpu(pid) for (pid,) in postgres.query(self.admin_url, sql, [url.rsplit("/")[-1]])}
 
     def version(self) -> str:
         if self.kind == "sqlite":
@@ -162,6 +162,7 @@ class Database:
 class Site:
     """A seeded scratch database and the checkout's default server on it."""
 
+    run: Run
     db: Database
     url: str
     env: dict[str, str]
@@ -169,14 +170,45 @@ class Site:
     base: str
     order: str  # the first order of USER, when it was given some
 
-    def wrk(self, path: str, *args: str, **options: Any) -> dict:
-        """`wrk()` on this server, with the CPU of its processes and of its database's backends."""
+    def wrk(self, path: str, mode: str, *files: str, seconds: float, threads: int = 2, **options: Any) -> dict:
+        """wrk with bench/wrk/bench.lua in `mode` on this server for `seconds` (`connections`, 32; `headers`), or
+        until `until()` holds (then SIGINT: wrk stops and reports), with the run's variant: its JSON summary, the
+        answers counted by kind, `rate`, and the CPU of the server's processes and of its database's backends."""
+        if shutil.which("wrk") is None:
+            raise RuntimeError("wrk is not installed (apt-get install -y wrk)")
+        variant, headers = self.run.variant, list(options.get("headers", ()))
+        headers += [TRACEPARENT] if variant in ("traceparent", "otlp") else []
+        files += (variant,) if mode == "post" and variant in ("new-key", "replay") else ()
+        command = ["wrk", f"-t{threads}", f"-c{options.get('connections', 32)}", f"-d{max(1, round(seconds))}s"]
+        command += ["--timeout", "10s", *(x for header in headers for x in ("-H", header))]
+        command += ["-s", str(HERE / "wrk" / "bench.lua"), self.base + path, "--", mode, str(threads), *files]
         before = process_tree_cpu(self.api.pid), self.db.backends_cpu(self.url)
-        result = wrk(self.base + path, *args, **options)
+        process, deadline = subprocess.Popen(command, stdout=subprocess.PIPE, text=True), time.monotonic() + seconds
+        while process.poll() is None and time.monotonic() < deadline + 120 and not options.get("until", bool)():
+            time.sleep(0.02)
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGINT)
+        try:
+            stdout = process.communicate(timeout=10)[0]
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout = process.communicate()[0]
         after = process_tree_cpu(self.api.pid), self.db.backends_cpu(self.url)
         self.api.check_alive()
-        per = 1000 / max(result["requests"], 1)
-        result["cpu"] = (after[0] - before[0]) * per  # ms a request, and below those of PostgreSQL
+        line = next((x for x in stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
+        if process.returncode != 0 or line is None:
+            raise RuntimeError(f"wrk failed ({process.returncode}):\n{stdout[-2000:]}")
+        result = json.loads(line.removeprefix("BENCH_JSON "))
+        # Lua prints every number as a float; the answers, by status, are counted here by kind.
+        statuses = {int(k): int(v) for k, v in result.items() if k.isdigit()}
+        result.update({k: int(result[k]) for k in ("requests", "socket_errors", "reserved")})
+        result.update(c201=statuses.get(201, 0), c503=statuses.get(503, 0))
+        result["c2xx"] = sum(n for status, n in statuses.items() if 200 <= status < 300)
+        result["c5xx"] = sum(n for status, n in statuses.items() if status >= 500)
+        result["c_other"] = sum(statuses.values()) - result["c2xx"] - result["c5xx"] - result["reserved"]
+        result["rate"] = result["requests"] / result["duration_s"] if result["duration_s"] else float("nan")
+        per = 1000 / max(result["requests"], 1)  # ms a request
+        result["cpu"] = (after[0] - before[0]) * per
         result["pg"] = sum(cpu - before[1].get(pid, 0.0) for pid, cpu in after[1].items()) * per
         return result
 
@@ -184,12 +216,12 @@ class Site:
 class Run:
     """The code under test (or a baseline checkout: `label`), the temp folder, and the processes of a scenario."""
 
-    def __init__(self, code: Path, workdir: Path, quick: bool, label: str = "", ab: Any = None) -> None:
-        self.code, self.workdir, self.quick, self.label = code, workdir, quick, label
-        self.ab = ab  # the A/B scenarios' baseline: ab(its default revision) -> (revision, checkout)
+    def __init__(self, code: Path, workdir: Path, quick: bool, label: str = "", variant: str = "") -> None:
+        self.code, self.workdir, self.quick, self.label, self.variant = code, workdir, quick, label, variant
         self.processes = Processes(workdir, cwd=code)
         # The checkout's default API server: granian where ticketing_orders/server.py exists, gunicorn before.
         self.server = "granian" if (code / "ticketing_orders" / "server.py").exists() else "gunicorn"
+        self.baseline: Run | None = None  # the baseline checkout's run, beside this one's
 
     def env(self, database_url: str, nats_url: str = "nats://127.0.0.1:9", **extra: str) -> dict[str, str]:
         """The environment a deployment gives the service, pointed at scratch resources, the bench site on its path."""
@@ -209,69 +241,37 @@ class Run:
         service.migrate(self.env(db.scratch("template")), cwd=self.code)
         db.template = db.created.pop()
 
-    def nats(self, name: str) -> str:
-        """A JetStream nats-server of the scenario's own, its store in the temp folder: its URL."""
-        server = NatsServer(self.workdir, name=name).start()
+    def events(self, db: Database, purpose: str, **extra: str) -> tuple[str, str, dict[str, str]]:
+        """A scratch database and a JetStream nats-server of the scenario's own (its store in the temp folder): their
+        URLs and the service's environment on them."""
+        server = NatsServer(self.workdir, name=f"nats-{purpose}").start()
         self.processes.cleanups.append(server.stop)
-        return server.url
+        return (url := db.scratch(purpose)), server.url, self.env(url, server.url, **extra)
 
     def worker(self, env: dict[str, str], name: str = "run_listeners") -> Child:
         return service.start_worker(self.processes, name, env, wait=False)
 
-    def site(self, db: Database, purpose: str, tickets: Ids, orders: Ids = ("", 0), **extra: str) -> Site:
+    def drain(self, worker: Child) -> str:
+        """SIGTERM to the worker once it is up (its metrics port open: its signal handlers in place) and has lived a
+        little (one stopped while starting says nothing): what to add to the figure if it did not exit 0."""
+        with contextlib.suppress(WaitTimeout):  # a checkout of before the worker's metrics port: the age alone
+            wait_until(lambda: port_open(worker.metrics_port), timeout=15, message=f"{worker.name}'s metrics port")
+        time.sleep(max(0.0, (1 if self.quick else 3) - (time.perf_counter() - worker.started)))
+        code = self.processes.stop(worker)
+        return f"; **run_listeners exited {code} on SIGTERM**" if code else ""
+
+    def site(self, db: Database, purpose: str, tickets: tuple[str, int], orders: tuple[str, int] = ("", 0)) -> Site:
         """A scratch database with free `tickets` and `orders` of USER, and the default server on it as the
-        checkout's files configure it, with the bare route (benchsite.settings)."""
-        env = self.env(url := db.scratch(purpose), **extra)
-        made = self.django(env, "orders", user=USER, prefix=orders[0], count=orders[1])["orders"] if orders[1] else [""]
-        self.django(env, "tickets", prefix=tickets[0], count=tickets[1])
-        site_env = {**env, "DJANGO_SETTINGS_MODULE": "benchsite.settings"}
-        api = service.start_api(self.processes, self.server, site_env, server=self.server, ready_path="/bench/bare")
-        return Site(db, url, env, api.child, api.url, made[0])
+        checkout's files configure it, with the bare route (benchsite.settings), logging at INFO as deployed:
+        every request writes its access line (gunicorn's before, the app's now)."""
+        env = self.env(url := db.scratch(purpose), LOG_LEVEL="INFO")
+        made = self.django(env, "seed", tickets=tickets, orders=orders, user=USER)["orders"] or [""]
+        api_env = {**env, "DJANGO_SETTINGS_MODULE": "benchsite.settings"}
+        if self.variant == "otlp":
+            from devtools.otlp_sink import OtlpSink
 
-    def stop(self, child: Child, *, min_age: float = 0) -> int | None:
-        """Stop `child` once it has lived `min_age` seconds (one stopped while starting says nothing)."""
-        time.sleep(max(0.0, min_age - (time.perf_counter() - child.started)))
-        return self.processes.stop(child)
-
-
-def wrk(
-    url: str,
-    *args: str,
-    seconds: float,
-    threads: int = 2,
-    connections: int = 32,
-    until: Callable[[], bool] = lambda: False,
-    env: dict[str, str] | None = None,
-) -> dict:
-    """wrk with bench/wrk/bench.lua for `seconds`, or until `until()` holds (then SIGINT: wrk stops and reports),
-    `env` on top of ours: its JSON summary, the answers counted by kind, `rate`."""
-    if shutil.which("wrk") is None:
-        raise RuntimeError("wrk is not installed (apt-get install -y wrk)")
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
-    command += ["-s", str(HERE / "wrk" / "bench.lua"), url, "--", args[0], str(threads), *args[1:]]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
-    )
-    deadline = time.monotonic() + seconds + 120
-    while process.poll() is None and time.monotonic() < deadline and not until():
-        time.sleep(0.02)
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-    try:
-        stdout, stderr = process.communicate(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        stdout, stderr = process.communicate()
-    line = next((x for x in stdout.splitlines() if x.startswith("BENCH_JSON ")), None)
-    if process.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({process.returncode}):\n{stdout[-2000:]}\n{stderr[-2000:]}")
-    result = json.loads(line.removeprefix("BENCH_JSON "))
-    # Lua prints every number as a float; the answers, by status, are counted here by kind.
-    statuses = {int(k): int(v) for k, v in result.items() if k.isdigit()}
-    result.update({k: int(result[k]) for k in ("requests", "socket_errors", "reserved", "replayed")})
-    result.update({f"c{s}": statuses.get(s, 0) for s in (201, 400, 503)}, c2xx=0, c5xx=0, c_other=0)
-    for status, n in statuses.items():
-        result["c2xx" if 200 <= status < 300 else "c5xx" if status >= 500 else "c_other"] += n
-    result["c_other"] -= result["c400"]
-    result["rate"] = result["requests"] / result["duration_s"] if result["duration_s"] else float("nan")
-    return result
+            sink = OtlpSink().start()  # counted after the server's SIGTERM, which exports what its batch holds
+            self.processes.cleanups += [sink.stop, lambda: log(f"the server exported {len(sink.received())} spans")]
+            api_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = sink.endpoint
+        api = service.start_api(self.processes, self.server, api_env, server=self.server, ready_path="/bench/bare")
+        return Site(self, db, url, env, api.child, api.url, made[0])

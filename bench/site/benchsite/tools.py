@@ -10,7 +10,6 @@ import asyncio
 import datetime as dt
 import importlib.util
 import json
-import math
 import os
 import statistics
 import sys
@@ -49,18 +48,15 @@ def raw_insert(model: Any, template: Any, count: int, **ids: tuple[str, int]) ->
                 cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)  # noqa: S608
 
 
-def tickets(prefix: str, count: int) -> list[str]:
+def seed(tickets: tuple[str, int] = ("", 0), orders: tuple[str, int] = ("", 0), user: str = "") -> dict:
+    """Free `tickets` (an id prefix, a count), and `orders` of `user` on tickets of their own, made by order_create
+    as the API makes them: the orders' ids."""
+    from orders.services import order_create
     from tickets_replica.models import Ticket
 
-    raw_insert(Ticket, Ticket(title="bench concert", price=20, version=0), count, id=(prefix, count))
-    return [object_id(prefix, n) for n in range(count)]
-
-
-def orders(user: str, prefix: str, count: int) -> dict:
-    """`count` orders of one user through order_create, as the API makes them."""
-    from orders.services import order_create
-
-    return {"orders": [order_create(user_id=user, ticket_id=t).id for t in tickets(prefix, count)]}
+    for prefix, count in (tickets, orders):
+        raw_insert(Ticket, Ticket(title="bench concert", price=20, version=0), count, id=(prefix, count))
+    return {"orders": [order_create(user_id=user, ticket_id=object_id(orders[0], n)).id for n in range(orders[1])]}
 
 
 def bulk_orders(count: int, users: int = 100_000) -> dict:
@@ -71,7 +67,7 @@ def bulk_orders(count: int, users: int = 100_000) -> dict:
     from orders.models import Order, OrderStatus
 
     started, now = time.perf_counter(), timezone.now()
-    tickets("5e", users)
+    seed(tickets=("5e", users))
     template = Order(status=OrderStatus.CANCELLED, expires_at=now, created_at=now - dt.timedelta(days=1), version=1)
     raw_insert(Order, template, count, id=("5c", count), user_id=("5d", users), ticket_id=("5e", users))
     with connection.cursor() as cursor:
@@ -80,83 +76,47 @@ def bulk_orders(count: int, users: int = 100_000) -> dict:
 
 
 def latency(nats: str, orders: int, interval: float, burst: int) -> dict:
-    """Commit-to-stream latency of order:created, paced then in a burst: its arrival on an ordered consumer minus
-    order_create's return; every other paced order also published right after its commit, the baseline."""
+    """order_create at `interval` (jittered), then `burst` times back to back: when each returned (the wall clock,
+    as the stream's timestamps); every other paced order is also published right after its commit, the baseline."""
     import nats as nats_py
 
     from orders.services import order_create
 
-    loop, arrived = asyncio.new_event_loop(), {}
+    loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()  # synchronous Django code publishes meanwhile
+    client = asyncio.run_coroutine_threadsafe(nats_py.connect(servers=[nats], connect_timeout=5), loop).result(30)
+    user, commits = object_id("5b", 1), {"warm-up": {}, "paced": {}, "direct": {}, "burst": {}}
+    seed(tickets=("5a", 10 + orders + burst))
+    free = [object_id("5a", n) for n in range(10 + orders + burst)]
 
-    def call(coro: Any, timeout: float = 30) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
-
-    async def on_message(msg: Any) -> None:
-        direct = (msg.headers or {}).get("Nats-Msg-Id", "").startswith("bench-direct-")
-        arrived.setdefault(("direct" if direct else "outbox", json.loads(msg.data)["id"]), time.perf_counter())
-
-    async def connect() -> Any:
-        client = await nats_py.connect(servers=[nats], connect_timeout=5)
-        js, deadline = client.jetstream(), time.monotonic() + 60
-        while time.monotonic() < deadline:  # the worker creates the stream when it starts
-            try:
-                await js.subscribe("order:created", cb=on_message, ordered_consumer=True)
-                return client, js
-            except Exception:
-                await asyncio.sleep(0.1)
-        raise TimeoutError("no order:created stream within 60 s")
-
-    client, js = call(connect(), 90)
-    free, user = tickets("5a", 10 + orders + burst), object_id("5b", 1)
-
-    def create(into: dict, direct: bool = False) -> None:
+    def create(kind: str, direct: bool = False) -> None:
         order = order_create(user_id=user, ticket_id=free.pop())
-        into["outbox", order.id] = time.perf_counter()
+        commits[kind][order.id] = time.time()
         if direct:
-            expires = order.expires_at.astimezone(dt.UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
-            payload = dict(id=order.id, version=order.version, status=order.status, userId=order.user_id)
-            payload.update(expiresAt=expires, ticket={"id": order.ticket_id, "price": 20})
+            payload = {"id": order.id, "version": order.version, "status": order.status, "userId": order.user_id}
+            payload |= {"expiresAt": order.expires_at.isoformat(), "ticket": {"id": order.ticket_id, "price": 20}}
             headers = {"Nats-Msg-Id": f"bench-direct-{order.id}"}
-            call(js.publish("order:created", json.dumps(payload).encode(), headers=headers))
-            into["direct", order.id] = into["outbox", order.id]
+            publish = client.jetstream().publish("order:created", json.dumps(payload).encode(), headers=headers)
+            asyncio.run_coroutine_threadsafe(publish, loop).result(30)
+            commits["direct"][order.id] = commits[kind][order.id]
 
-    def wait(keys: list, timeout: float) -> int:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end and any(k not in arrived for k in keys):
-            time.sleep(0.01)
-        return sum(k not in arrived for k in keys)
-
-    def paced(count: int) -> dict:
-        commits, next_at = {}, time.perf_counter()
+    for kind, count in (("warm-up", 10), ("paced", orders)):
+        next_at = time.perf_counter()
         for step in range(count):
             time.sleep(max(0.0, next_at - time.perf_counter()))
-            create(commits, direct=step % 2 == 1)
+            create(kind, direct=kind == "paced" and step % 2 == 1)
             # Jittered x0.5-1.5 around the interval: the same rate, no lock step with a poll period.
             next_at += interval * (0.5 + (step * 0.618034) % 1.0)
-        return commits
-
-    def latencies(commits: dict, kind: str) -> dict[str, float]:
-        ms = [(arrived[k] - at) * 1000 for k, at in commits.items() if k[0] == kind and k in arrived]
-        cuts = ms * 99 if len(ms) < 2 else statistics.quantiles(ms, n=100, method="inclusive")
-        return {"n": len(ms), "p50": cuts[49], "p99": cuts[98]} if ms else {"n": 0, "p50": math.nan, "p99": math.nan}
-
-    paced(10)
-    commits, flood = paced(orders), {}
-    result = {"paced_missing": wait(list(commits), 30), **{k: latencies(commits, k) for k in ("outbox", "direct")}}
-    started = time.perf_counter()
+    started = time.time()
     for _ in range(burst):
-        create(flood)
-    result["burst_create_s"] = time.perf_counter() - started
-    result["burst_missing"] = wait(list(flood), 120)
-    result["burst"] = latencies(flood, "outbox")
-    result["burst_drain_s"] = max(arrived.get(k, float("nan")) for k in flood) - started
-    call(client.close())
-    return result
+        create("burst")
+    asyncio.run_coroutine_threadsafe(client.close(), loop).result(30)
+    return commits | {"burst_started": started, "burst_create_s": time.time() - started}
 
 
-def decode(baseline: str, events: int, rounds: int) -> dict:
-    """Events/s and µs of CPU an event of this code's parse_event and the checkout `baseline`'s, in turns."""
+def decode(baseline: str, events: int, count: int) -> dict:
+    """Events/s and µs of CPU an event of this code's parse_event and the checkout `baseline`'s, medians of `count`
+    rounds in turns, and the rounds' ratios."""
     from messaging import events as ours
 
     theirs = importlib.util.module_from_spec(importlib.util.spec_from_loader("baseline_events", loader=None))
@@ -178,15 +138,21 @@ def decode(baseline: str, events: int, rounds: int) -> dict:
     batch = [(subject, json.dumps(payload).encode()) for subject, payload in map(event, range(events))]
     for subject, data in batch[:50]:  # both accept the same payloads and read them alike
         assert theirs.parse_event(subject, data).to_payload() == ours.parse_event(subject, data).to_payload()
-    out: dict[str, list] = {"baseline": [], "ours": []}
-    for _ in range(rounds):
+    rounds: dict[str, list] = {"baseline": [], "ours": []}
+    for _ in range(count):
         for name, module in (("baseline", theirs), ("ours", ours)):
             cpu, wall = time.process_time(), time.perf_counter()
             for subject, data in batch:
                 module.parse_event(subject, data)
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            out[name].append({"rate": len(batch) / wall, "cpu": cpu / len(batch) * 1e6})
-    return out
+            rounds[name].append({"rate": len(batch) / (time.perf_counter() - wall), "cpu": time.process_time() - cpu})
+    pairs = list(zip(rounds["ours"], rounds["baseline"], strict=True))
+    medians = {name: {k: statistics.median(r[k] for r in rounds[name]) for k in ("rate", "cpu")} for name in rounds}
+    for median in medians.values():
+        median["cpu"] *= 1e6 / len(batch)  # µs an event
+    return medians | {
+        "rate_ratio": statistics.median(o["rate"] / b["rate"] for o, b in pairs),
+        "cpu_ratios": [o["cpu"] / b["cpu"] for o, b in pairs],
+    }
 
 
 if __name__ == "__main__":
@@ -196,6 +162,5 @@ if __name__ == "__main__":
     for name in ("DB_STATEMENT_TIMEOUT_MS", "DB_LOCK_TIMEOUT_MS", "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS"):
         os.environ.setdefault(name, "0")
     django.setup()
-    command = {"tickets": tickets, "orders": orders, "bulk_orders": bulk_orders, "latency": latency, "decode": decode}
-    answer = command[sys.argv[1]](**json.loads(sys.argv[2]))
-    sys.stdout.write(json.dumps({"tickets": len(answer)} if isinstance(answer, list) else answer) + "\n")
+    command = {"seed": seed, "bulk_orders": bulk_orders, "latency": latency, "decode": decode}[sys.argv[1]]
+    sys.stdout.write(json.dumps(command(**json.loads(sys.argv[2]))) + "\n")
