@@ -92,7 +92,7 @@ netfilter:
 ## test: lint (ruff, and import-linter's layer contracts in pyproject.toml), then the whole suite (SQLite, or the database DATABASE_URL names)
 ## on TEST_WORKERS processes (pytest-xdist; TEST_WORKERS=0 runs it in this one)
 # Four on two cores: the fault scenarios mostly wait (on dark links, timeouts, restarts), so the unit
-# tests run beside them; conftest.py hands the scenarios out first. SQLite 8.0 -> 4.6 min (docs/testing.md).
+# tests run beside them; conftest.py hands the scenarios out first (times: docs/testing.md).
 TEST_WORKERS ?= 4
 test: setup browser netfilter prometheus $(CONTRACT)/node_modules/.installed
 	$(BIN)/ruff check .

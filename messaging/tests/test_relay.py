@@ -165,7 +165,9 @@ def relayed_within(jetstream, seconds: float, make_ticket) -> float:
 def listener_pids() -> list[int]:
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND query ILIKE %s",
+            # This database's only: the suite's other processes run relays on databases of their own.
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = %s AND query ILIKE %s",
             [relay.LISTENER_APPLICATION_NAME, "LISTEN%"],
         )
         return [pid for (pid,) in cursor.fetchall()]
