@@ -121,6 +121,7 @@ def test_shuffled_ticket_events_survive_repeated_worker_sigkills(processes, env_
         jetstream.publish_all(portion, window=256)
         wait_until(lambda before=before: progress() != before, timeout=180, message=f"kill {kill} (seed {seed})")
         workers[-1].kill()
+        assert converged() < len(ticket_ids), f"the replica was whole before kill {kill}: nothing was tested"
         workers.append(start_worker(processes, f"worker-{kill + 1}", env))
     jetstream.publish_all(portions[-1], window=256)
 
