@@ -90,14 +90,15 @@ INSTALLED_APPS = [
     "orders",
 ]
 
+# Sessions, staff sign-in and messages serve the admin's pages alone (web/admin_middleware.py).
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    "web.admin_middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "web.admin_middleware.AuthenticationMiddleware",
+    "web.admin_middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -287,6 +288,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["web.parsers.StrictJSONParser"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "web.negotiation.ContentNegotiation",
     "EXCEPTION_HANDLER": "web.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
@@ -334,6 +336,7 @@ SPECTACULAR_SETTINGS = {
 # The admin. A deployment that exposes only the API sets ADMIN_ENABLED=false: no admin routes,
 # no admin app, no login to attack.
 ADMIN_ENABLED = envbool("ADMIN_ENABLED", "True")
+ADMIN_PATH = "/api/orders/admin/"
 if ADMIN_ENABLED:
     # Login throttling (django-axes): after AXES_FAILURE_LIMIT failed logins for a username, or from
     # one client address, that username or address is locked for ADMIN_LOCKOUT_MINUTES. The address
@@ -422,7 +425,7 @@ MIDDLEWARE = [
 # django-prometheus' wrappers of the same backends count queries, errors and connections.
 _PROMETHEUS_DB_ENGINES = {
     "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
-    "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+    "django.db.backends.sqlite3": "web.db.sqlite3",  # django-prometheus', its cursor class built once
 }
 DATABASES["default"]["ENGINE"] = _PROMETHEUS_DB_ENGINES.get(
     DATABASES["default"]["ENGINE"], DATABASES["default"]["ENGINE"]

@@ -1,10 +1,11 @@
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import path
 from django_prometheus.exports import ExportToDjangoView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from messaging.asyncapi import AsyncAPIView
+from orders import urls as orders_urls
 from web import views as web_views
 
 urlpatterns = [
@@ -32,10 +33,11 @@ if settings.ADMIN_ENABLED:
     # The app sidebar would take a quarter of a laptop screen from the order list; the breadcrumbs
     # and the index page lead everywhere it does.
     admin.site.enable_nav_sidebar = False
-    urlpatterns.append(path("api/orders/admin/", admin.site.urls))
+    urlpatterns.append(path(settings.ADMIN_PATH.removeprefix("/"), admin.site.urls))
 urlpatterns += [
-    # Last: /api/orders/<id> would otherwise match "schema", "docs" and "admin".
-    path("", include("orders.urls")),
+    # Last: /api/orders/<id> would otherwise match "schema", "docs" and "admin". Listed here rather
+    # than include()d: one resolver fewer on every API request.
+    *orders_urls.urlpatterns,
 ]
 
 handler400 = web_views.bad_request

@@ -138,6 +138,12 @@ class SessionCookieJWTAuthentication(JWTStatelessUserAuthentication):
     the cookie: the client said which credential it meant.
     """
 
+    def __init__(self) -> None:
+        # Not simplejwt's, which looks the user model up for every request (about a fortieth of a
+        # `GET /api/orders/:id`, docs/profiles/server.md), for the database users this stateless
+        # authentication never loads: its users are simplejwt's TokenUser.
+        pass
+
     def authenticate(self, request):
         bearer = self.bearer_header(request)
         if bearer is not None:

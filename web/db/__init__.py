@@ -1,0 +1,1 @@
+"""Database backends: Django's, with django-prometheus' query metrics."""
