@@ -113,12 +113,14 @@ mutation: setup
 ## bench: every benchmark on SQLite and PostgreSQL (BENCH_POSTGRES_URL, used only to create and drop
 ## bench_hb_* databases), the HTTP ones and the flash sale also on BENCH_BASELINE's server (default
 ## 5a7fa8a, a temporary git worktree; a directory or `none` also do); rewrites docs/benchmarks.md and
-## docs/benchmarks.png. Needs wrk (installed with apt-get when missing and running as root).
+## docs/benchmarks.png. Needs wrk and valgrind (installed with apt-get when missing and running as root).
 ## BENCH_ARGS passes options, e.g. BENCH_ARGS=--quick.
 BENCH_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 bench: setup
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get install -y wrk || (apt-get update && apt-get install -y wrk)); } \
 		|| { echo "make bench needs wrk: apt-get install wrk"; exit 1; }
+	@command -v callgrind_control >/dev/null || { [ "$$(id -u)" = 0 ] && (apt-get install -y valgrind || (apt-get update && apt-get install -y valgrind)); } \
+		|| { echo "make bench needs valgrind: apt-get install valgrind"; exit 1; }
 	$(BIN)/python -m bench --postgres-url "$(BENCH_POSTGRES_URL)" $(BENCH_ARGS)
 
 clean:

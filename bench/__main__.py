@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench import report
 from bench.harness import REPO, VARIANTS, Database, Figure, Run, checkout, log
-from bench.scenarios import ON_REQUEST, SCENARIOS, SERVER_SCENARIOS, versus_baseline
+from bench.scenarios import ON_REQUEST, SCENARIOS, SERVER_SCENARIOS, WITH_BASELINE, versus_baseline
 
 BASELINE, BASELINE_LABEL = "5a7fa8a", " [baseline server]"  # the last revision whose default server was gunicorn
 
@@ -102,7 +102,7 @@ def main() -> int:
 
         stack.callback(lambda: log(f"logs and databases kept in {workdir}") if args.keep else shutil.rmtree(workdir))
         run, baseline = Run(args.code, workdir, args.quick, variant=args.variant), None
-        if args.baseline != "none" and set(names) & {*SERVER_SCENARIOS, *ON_REQUEST}:
+        if args.baseline != "none" and set(names) & {*SERVER_SCENARIOS, *WITH_BASELINE}:
             code = stack.enter_context(checkout(args.baseline, workdir))
             baseline = run.baseline = Run(code, workdir, args.quick, BASELINE_LABEL)
         for db in databases:

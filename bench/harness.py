@@ -12,7 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,9 +229,9 @@ class Run:
         extra = {"PYTHONPATH": f"{self.code}{os.pathsep}{HERE / 'site'}", "LOG_LEVEL": "WARNING", **extra}
         return service.service_env(database_url=database_url, nats_url=nats_url, data_dir=data, **KEYS, **extra)
 
-    def django(self, env: dict[str, str], command: str, **args: Any) -> Any:
-        """`python -m benchsite.tools COMMAND JSON` on the code: its JSON answer."""
-        command_line = [sys.executable, "-m", "benchsite.tools", command, json.dumps(args)]
+    def django(self, env: dict[str, str], command: str, *, under: Sequence[str] = (), **args: Any) -> Any:
+        """`python -m benchsite.tools COMMAND JSON` on the code (`under` a tool such as valgrind): its JSON answer."""
+        command_line = [*under, sys.executable, "-m", "benchsite.tools", command, json.dumps(args)]
         out = subprocess.run(command_line, cwd=self.code, env=env, capture_output=True, text=True, timeout=1800)
         if out.returncode:
             raise RuntimeError(f"benchsite.tools {command} failed:\n{out.stderr[-4000:]}")

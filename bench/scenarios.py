@@ -7,10 +7,12 @@ import contextlib
 import json
 import random
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from itertools import islice
 from math import nan
+from pathlib import Path
 from typing import Any
 
 from bench.harness import USER, Database, Figure, Run, cookie, lines_file, log, num, object_id
@@ -326,9 +328,41 @@ def decode(run: Run, db: Database) -> list[Figure]:
     ]
 
 
+def instructions(run: Run, db: Database) -> list[Figure]:
+    """Instructions a request of GET :id, the list (20 orders) and POST, counted by callgrind in one process calling
+    the WSGI application, this code's against the baseline checkout's: repeatable where CPU seconds are not (a
+    shared machine, wrk on the same cores), and without either server's framing or the baseline's access lines."""
+    if run.baseline is None:
+        log("instructions: no baseline checkout (--baseline none), nothing to count against")
+        return []
+    count, warm, counted = (20, 10, {}) if run.quick else (200, 50, {})
+    for this in (run, run.baseline):
+        env = this.env(db.scratch(f"instructions{this.label}"), LOG_LEVEL="INFO")
+        order_id = this.django(env, "seed", tickets=("6c", 2 * (warm + count)), orders=("6b", 20), user=USER)["orders"][
+            0
+        ]
+        out = Path(tempfile.mkdtemp(prefix="callgrind-", dir=run.workdir))
+        under = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p"]
+        routes = this.django(env, "requests", under=under, order_id=order_id, tickets="6c", cookie=cookie(USER),
+                             count=count, warm=warm)["routes"]  # fmt: skip
+        dumps = sorted(out.glob("cg.*.*"), key=lambda path: int(path.suffix[1:]))
+        for route, dump in zip(routes, dumps, strict=True):
+            total = next(int(line.split()[1]) for line in dump.read_text().splitlines() if line.startswith("summary:"))
+            counted.setdefault(route, []).append(total / count)
+    figures = []
+    for route, (ours, theirs) in counted.items():
+        text, base = f"{ours / 1e6:.3f} M instructions/request ({count} requests)", f"baseline: {theirs / 1e6:.3f} M"
+        numbers = {"instructions": ours, "baseline_instructions": theirs, "count": count}
+        ratio = ours / theirs
+        what = f"{route}: instructions against [baseline]"
+        figures.append(Figure(what, db.label, text, base, ratio, f"{ratio:.2f}x", "<= 0.70x", ratio <= 0.70, numbers))
+    return figures
+
+
 SCENARIOS: dict[str, Callable[[Run, Database], list[Figure]]] = {
     "http": http,
     "flash": flash_sale,
+    "instructions": instructions,
     "catchup": catch_up,
     "relay": relay,
     "latency": latency,
@@ -337,6 +371,8 @@ SCENARIOS: dict[str, Callable[[Run, Database], list[Figure]]] = {
 ON_REQUEST = {"decode": decode}  # run only when --only names them
 # Scenarios that also run on a baseline checkout (--baseline): they measure the front door.
 SERVER_SCENARIOS = ("http", "flash")
+# Scenarios that read the baseline checkout themselves (run.baseline).
+WITH_BASELINE = ("instructions", "decode")
 
 
 def versus_baseline(ours: list[Figure], theirs: list[Figure], suffix: str, cpu_target: float) -> list[Figure]:

@@ -155,6 +155,51 @@ def decode(baseline: str, events: int, count: int) -> dict:
     }
 
 
+def requests(order_id: str, tickets: str, cookie: str, count: int, warm: int) -> dict:
+    """GET /api/orders/:id, the list and POST through the WSGI application in this process, each `warm` times and
+    then `count` times between `callgrind_control -z` and `-d` (the process runs under callgrind): one dump a route."""
+    import io
+    import subprocess
+
+    from ticketing_orders.wsgi import application
+
+    def call(method: str, path: str, body: bytes = b"") -> None:
+        environ = {
+            **{"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "", "HTTP_COOKIE": cookie},
+            **{
+                "SERVER_NAME": "localhost",
+                "SERVER_PORT": "3000",
+                "SERVER_PROTOCOL": "HTTP/1.1",
+                "HTTP_HOST": "localhost",
+            },
+            **{"REMOTE_ADDR": "127.0.0.1", "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body))},
+            **{"wsgi.input": io.BytesIO(body), "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr},
+            **{"wsgi.version": (1, 0), "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False},
+        }
+        status: list[str] = []
+        answer = application(environ, lambda line, headers, *exc_info: status.append(line))
+        b"".join(answer)
+        answer.close()
+        assert status[0][:3] in ("200", "201"), (method, path, status)
+
+    posts = iter(range(2 * (warm + count)))
+    routes = {
+        "GET /api/orders/:id": lambda: call("GET", f"/api/orders/{order_id}"),
+        "GET /api/orders": lambda: call("GET", "/api/orders"),
+        "POST /api/orders": lambda: call(
+            "POST", "/api/orders", b'{"ticketId":"%s"}' % object_id(tickets, next(posts)).encode()
+        ),
+    }
+    for request in routes.values():
+        for _ in range(warm):
+            request()
+        subprocess.run(["callgrind_control", "-z", str(os.getpid())], check=True, capture_output=True)
+        for _ in range(count):
+            request()
+        subprocess.run(["callgrind_control", "-d", str(os.getpid())], check=True, capture_output=True)
+    return {"routes": list(routes), "count": count}
+
+
 if __name__ == "__main__":
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ticketing_orders.settings")
     # Bulk loading (a million rows by COPY, ANALYZE), not requests: the API's server-side timeouts must not apply.
@@ -162,5 +207,6 @@ if __name__ == "__main__":
     for name in ("DB_STATEMENT_TIMEOUT_MS", "DB_LOCK_TIMEOUT_MS", "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS"):
         os.environ.setdefault(name, "0")
     django.setup()
-    command = {"seed": seed, "bulk_orders": bulk_orders, "latency": latency, "decode": decode}[sys.argv[1]]
+    command = {"seed": seed, "bulk_orders": bulk_orders, "latency": latency, "decode": decode, "requests": requests}
+    command = command[sys.argv[1]]
     sys.stdout.write(json.dumps(command(**json.loads(sys.argv[2]))) + "\n")
