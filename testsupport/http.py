@@ -14,6 +14,15 @@ from typing import Any
 import jwt
 import requests
 
+# Every route of the orders API, as (method, path): what each must answer alike (401 signed out, 503
+# with the database away).
+API_ROUTES = [
+    ("get", "/api/orders"),
+    ("post", "/api/orders"),
+    ("get", "/api/orders/65f0c0ffee0000000000abcd"),
+    ("delete", "/api/orders/65f0c0ffee0000000000abcd"),
+]
+
 
 def session_cookie(user_id: str, *, jwt_key: str, email: str | None = None) -> str:
     """`session=...` as the auth service sets it (contract section 3): base64 JSON {"jwt": HS256 token}."""

@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from core.ids import new_object_id
 from orders.models import Order
+from testsupport.http import API_ROUTES
 from web.management.commands.mint_token import session_cookie_value
 
 pytestmark = pytest.mark.django_db
@@ -64,15 +65,7 @@ def assert_not_authorized(response) -> None:
     assert response.json() == NOT_AUTHORIZED
 
 
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("get", "/api/orders"),
-        ("post", "/api/orders"),
-        ("get", "/api/orders/65f0c0ffee0000000000abcd"),
-        ("delete", "/api/orders/65f0c0ffee0000000000abcd"),
-    ],
-)
+@pytest.mark.parametrize(("method", "path"), API_ROUTES)
 def test_without_credentials_every_route_is_401_not_authorized(method, path):
     response = getattr(APIClient(), method)(path, {"ticketId": new_object_id()}, format="json")
 

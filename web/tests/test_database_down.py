@@ -9,6 +9,7 @@ from django.db import connections
 from django.test import Client
 
 from core.ids import new_object_id
+from testsupport.http import API_ROUTES
 from testsupport.processes import free_port
 
 UNAVAILABLE = {"errors": [{"message": "Service unavailable"}]}
@@ -61,15 +62,7 @@ def assert_unavailable(response) -> None:
     assert b"Traceback" not in response.content
 
 
-@pytest.mark.parametrize(
-    ("method", "path"),
-    [
-        ("get", "/api/orders"),
-        ("post", "/api/orders"),
-        ("get", "/api/orders/65f0c0ffee0000000000abcd"),
-        ("delete", "/api/orders/65f0c0ffee0000000000abcd"),
-    ],
-)
+@pytest.mark.parametrize(("method", "path"), API_ROUTES)
 def test_the_api_answers_503_while_the_database_is_unreachable(unreachable_database, client, method, path):
     response = getattr(client, method)(path, {"ticketId": new_object_id()}, content_type="application/json")
 
