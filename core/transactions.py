@@ -40,8 +40,9 @@ def on_commit(func: Callable[[], None], using: str = DEFAULT_DB_ALIAS) -> None:
 
 
 def session_options(timeouts: dict[str, int], options: str = "") -> str:
-    """libpq's `options` setting the server-side `timeouts` (ms) for the session; `options` given keeps its
-    own settings, which come last and so win (PostgreSQL applies repeated `-c` in order)."""
+    """libpq's `options` setting the server-side `timeouts` for the session (each in its parameter's unit: ms for
+    the timeouts, s for the keepalives); `options` given keeps its own settings, which come last and so win
+    (PostgreSQL applies repeated `-c` in order)."""
     ours = " ".join(f"-c {name}={int(value)}" for name, value in timeouts.items())
     return f"{ours} {options}".strip()
 

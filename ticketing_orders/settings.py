@@ -227,6 +227,18 @@ DATABASE_ROLES = {
         "idle_in_transaction_session_timeout": envint("MIGRATE_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 0),
     },
 }
+# The server's end of the same link, for every role (seconds): a client that fell silent inside a transaction
+# (its packets dropped, no reset) is probed while the server waits for its next command, and dropped after
+# idle + interval x count, so the row locks its transaction holds are released within seconds, not at
+# idle_in_transaction_session_timeout (the worker's 60 s, long after the link returned). A busy server never
+# waits on the client, and a live client's kernel answers the probes, so no slow statement is cut short.
+DATABASE_SERVER_KEEPALIVES = {
+    "tcp_keepalives_idle": envint("DB_SERVER_KEEPALIVES_IDLE_SECONDS", 3),
+    "tcp_keepalives_interval": envint("DB_SERVER_KEEPALIVES_INTERVAL_SECONDS", 1),
+    "tcp_keepalives_count": envint("DB_SERVER_KEEPALIVES_COUNT", 3),
+}
+for _bounds in DATABASE_ROLES.values():
+    _bounds.update(DATABASE_SERVER_KEEPALIVES)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     from core.transactions import session_options
 

@@ -464,4 +464,8 @@ def test_database_server_timeouts_bound_the_api_and_spare_migrations() -> None:
     roles = service_bounds()["roles"]
     assert 0 < roles["api"]["statement_timeout"] <= 10_000
     assert roles["worker"]["statement_timeout"] >= roles["api"]["statement_timeout"]
-    assert roles["migrate"] == {"statement_timeout": 0, "lock_timeout": 0, "idle_in_transaction_session_timeout": 0}
+    timeouts = ("statement_timeout", "lock_timeout", "idle_in_transaction_session_timeout")
+    assert {name: roles["migrate"][name] for name in timeouts} == dict.fromkeys(timeouts, 0)
+    # Every role, migrations too: the server drops a client gone silent (its locks freed) within seconds.
+    for role in roles.values():
+        assert role["tcp_keepalives_idle"] + role["tcp_keepalives_interval"] * role["tcp_keepalives_count"] <= 10

@@ -97,6 +97,12 @@ def test_api_connections_carry_bounded_waits_and_a_command_can_pick_its_role():
         "10s",
     )
     assert show("tcp_user_timeout") == "0"  # the server's own; ours is the client socket's
+    # The server's keepalives on this TCP connection: a client gone silent mid-transaction frees its locks.
+    assert (show("tcp_keepalives_idle"), show("tcp_keepalives_interval"), show("tcp_keepalives_count")) == (
+        "3",
+        "1",
+        "3",
+    )
     try:
         db.use_database_role("migrate")
         assert show("statement_timeout") == "0"  # migrations are never cut short
