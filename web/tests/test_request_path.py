@@ -61,7 +61,7 @@ def test_an_accept_header_the_api_cannot_satisfy_is_still_406(signed_in):
 
 
 @pytest.mark.django_db
-def test_sqlite_builds_the_metered_cursor_class_once_per_connection_and_counts_every_query(client):
+def test_sqlite_builds_the_metered_cursor_class_once_and_counts_every_query(client):
     if connection.vendor != "sqlite":
         pytest.skip("the SQLite backend's own; PostgreSQL uses django-prometheus' as it is")
     connection.ensure_connection()

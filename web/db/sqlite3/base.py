@@ -1,8 +1,9 @@
-"""SQLite with django-prometheus' query metrics, its cursor class built once per connection.
+"""SQLite with django-prometheus' query metrics, its cursor class built once, not once per query.
 
 django-prometheus' SQLite backend builds a new cursor class (a `class` statement) for every cursor,
 so for every query: about a fortieth of the CPU of a `GET /api/orders/:id` (docs/profiles/server.md).
-Its PostgreSQL backend builds one per connection, as this one does; the metrics are the same.
+Its PostgreSQL backend builds one per connection; this one, one per thread's database wrapper. The
+metrics are the same.
 """
 
 from __future__ import annotations
