@@ -335,12 +335,12 @@ def instructions(run: Run, db: Database) -> list[Figure]:
     if run.baseline is None:
         log("instructions: no baseline checkout (--baseline none), nothing to count against")
         return []
-    count, warm, counted = (20, 10, {}) if run.quick else (200, 50, {})
+    count, warm = (20, 10) if run.quick else (200, 50)
+    counted: dict[str, list[float]] = {}
     for this in (run, run.baseline):
         env = this.env(db.scratch(f"instructions{this.label}"), LOG_LEVEL="INFO")
-        order_id = this.django(env, "seed", tickets=("6c", 2 * (warm + count)), orders=("6b", 20), user=USER)["orders"][
-            0
-        ]
+        made = this.django(env, "seed", tickets=("6c", 2 * (warm + count)), orders=("6b", 20), user=USER)
+        order_id = made["orders"][0]
         out = Path(tempfile.mkdtemp(prefix="callgrind-", dir=run.workdir))
         under = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p"]
         routes = this.django(env, "requests", under=under, order_id=order_id, tickets="6c", cookie=cookie(USER),

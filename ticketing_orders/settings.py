@@ -207,26 +207,6 @@ else:
             **DATABASES["default"].get("OPTIONS", {}),
         }
 
-# PostgreSQL's server-side bounds (milliseconds, 0: none) for each kind of process, set when its connection
-# opens (core.transactions.use_database_role): the API's requests are short, the worker applies batches of events,
-# `migrate` may rewrite a table and must never be cut short. `rebuild_replica` uses the worker's.
-DATABASE_ROLES = {
-    "api": {
-        "statement_timeout": envint("DB_STATEMENT_TIMEOUT_MS", 5000),
-        "lock_timeout": envint("DB_LOCK_TIMEOUT_MS", 3000),
-        "idle_in_transaction_session_timeout": envint("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 10000),
-    },
-    "worker": {
-        "statement_timeout": envint("WORKER_DB_STATEMENT_TIMEOUT_MS", 30000),
-        "lock_timeout": envint("WORKER_DB_LOCK_TIMEOUT_MS", 10000),
-        "idle_in_transaction_session_timeout": envint("WORKER_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60000),
-    },
-    "migrate": {
-        "statement_timeout": envint("MIGRATE_DB_STATEMENT_TIMEOUT_MS", 0),
-        "lock_timeout": envint("MIGRATE_DB_LOCK_TIMEOUT_MS", 0),
-        "idle_in_transaction_session_timeout": envint("MIGRATE_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 0),
-    },
-}
 # The server's end of the same link, for every role (seconds): a client that fell silent inside a transaction
 # (its packets dropped, no reset) is probed while the server waits for its next command, and dropped after
 # idle + interval x count, so the row locks its transaction holds are released within seconds, not at
@@ -237,8 +217,30 @@ DATABASE_SERVER_KEEPALIVES = {
     "tcp_keepalives_interval": envint("DB_SERVER_KEEPALIVES_INTERVAL_SECONDS", 1),
     "tcp_keepalives_count": envint("DB_SERVER_KEEPALIVES_COUNT", 3),
 }
-for _bounds in DATABASE_ROLES.values():
-    _bounds.update(DATABASE_SERVER_KEEPALIVES)
+# PostgreSQL's server-side bounds (the timeouts in milliseconds, 0: none; the keepalives above) for each kind
+# of process, set when its connection opens (core.transactions.use_database_role): the API's requests are
+# short, the worker applies batches of events, `migrate` may rewrite a table and must never be cut short.
+# `rebuild_replica` uses the worker's.
+DATABASE_ROLES = {
+    "api": {
+        "statement_timeout": envint("DB_STATEMENT_TIMEOUT_MS", 5000),
+        "lock_timeout": envint("DB_LOCK_TIMEOUT_MS", 3000),
+        "idle_in_transaction_session_timeout": envint("DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 10000),
+        **DATABASE_SERVER_KEEPALIVES,
+    },
+    "worker": {
+        "statement_timeout": envint("WORKER_DB_STATEMENT_TIMEOUT_MS", 30000),
+        "lock_timeout": envint("WORKER_DB_LOCK_TIMEOUT_MS", 10000),
+        "idle_in_transaction_session_timeout": envint("WORKER_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60000),
+        **DATABASE_SERVER_KEEPALIVES,
+    },
+    "migrate": {
+        "statement_timeout": envint("MIGRATE_DB_STATEMENT_TIMEOUT_MS", 0),
+        "lock_timeout": envint("MIGRATE_DB_LOCK_TIMEOUT_MS", 0),
+        "idle_in_transaction_session_timeout": envint("MIGRATE_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 0),
+        **DATABASE_SERVER_KEEPALIVES,
+    },
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     from core.transactions import session_options
 

@@ -165,16 +165,24 @@ def requests(order_id: str, tickets: str, cookie: str, count: int, warm: int) ->
 
     def call(method: str, path: str, body: bytes = b"") -> None:
         environ = {
-            **{"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "", "HTTP_COOKIE": cookie},
-            **{
-                "SERVER_NAME": "localhost",
-                "SERVER_PORT": "3000",
-                "SERVER_PROTOCOL": "HTTP/1.1",
-                "HTTP_HOST": "localhost",
-            },
-            **{"REMOTE_ADDR": "127.0.0.1", "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body))},
-            **{"wsgi.input": io.BytesIO(body), "wsgi.url_scheme": "http", "wsgi.errors": sys.stderr},
-            **{"wsgi.version": (1, 0), "wsgi.multithread": True, "wsgi.multiprocess": True, "wsgi.run_once": False},
+            "REQUEST_METHOD": method,
+            "PATH_INFO": path,
+            "QUERY_STRING": "",
+            "HTTP_COOKIE": cookie,
+            "HTTP_HOST": "localhost",
+            "SERVER_NAME": "localhost",
+            "SERVER_PORT": "3000",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "REMOTE_ADDR": "127.0.0.1",
+            "CONTENT_TYPE": "application/json",
+            "CONTENT_LENGTH": str(len(body)),
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr,
+            "wsgi.url_scheme": "http",
+            "wsgi.version": (1, 0),
+            "wsgi.multithread": True,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
         }
         status: list[str] = []
         answer = application(environ, lambda line, headers, *exc_info: status.append(line))
