@@ -130,7 +130,7 @@ class OrderListCreateApi(APIView):
             rows = rows[:limit]
         response = json_response(request, [order_to_dict(row) for row in rows])
         if more:
-            response["Link"] = f'<{request.path}?limit={limit}&after={rows[-1]["id"]}>; rel="next"'
+            response["Link"] = f'<{request.path}?limit={limit}&after={rows[-1].id}>; rel="next"'
         return response
 
     @extend_schema(
@@ -204,5 +204,5 @@ class OrderDetailApi(APIView):
     def delete(self, request, order_id: str):
         """Cancel one of the caller's orders, releasing its ticket."""
         order = order_row_get_for_user(order_id=order_id, user_id=request.user.id)
-        order_cancel_by_user(order_id=order["id"])
+        order_cancel_by_user(order_id=order.id)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 from core.json_numbers import json_number
 from orders.models import Order
@@ -28,13 +28,14 @@ class OrderDict(TypedDict):
     version: int
 
 
-class OrderRow(TypedDict):
-    """What `Order.objects.values(*ORDER_ROW_FIELDS)` gives: everything OrderDict needs, nothing more."""
+class OrderRow(NamedTuple):
+    """What the selectors give: everything OrderDict needs and nothing more, in ORDER_ROW_FIELDS order (a row of
+    `Order.objects.values_list(*ORDER_ROW_FIELDS)`), with `expires_at` already as the API writes it (to_iso_z)."""
 
     id: str
     user_id: str
     status: str
-    expires_at: dt.datetime
+    expires_at: str
     version: int
     ticket_id: str
     ticket__title: str
@@ -42,17 +43,7 @@ class OrderRow(TypedDict):
     ticket__version: int
 
 
-ORDER_ROW_FIELDS = (
-    "id",
-    "user_id",
-    "status",
-    "expires_at",
-    "version",
-    "ticket_id",
-    "ticket__title",
-    "ticket__price",
-    "ticket__version",
-)
+ORDER_ROW_FIELDS = OrderRow._fields
 
 
 def to_iso_z(value: dt.datetime) -> str:
@@ -61,36 +52,36 @@ def to_iso_z(value: dt.datetime) -> str:
 
 
 def order_to_dict(row: OrderRow) -> OrderDict:
-    """The one builder of the API's order JSON, from a `.values()` row or `order_row(order)`."""
+    """The one builder of the API's order JSON, from a selector's row or `order_row(order)`."""
     return {
-        "id": row["id"],
-        "userId": row["user_id"],
-        "status": row["status"],
-        "expiresAt": to_iso_z(row["expires_at"]),
+        "id": row.id,
+        "userId": row.user_id,
+        "status": row.status,
+        "expiresAt": row.expires_at,
         "ticket": {
-            "id": row["ticket_id"],
-            "title": row["ticket__title"],
-            "price": json_number(row["ticket__price"]),
-            "version": row["ticket__version"],
+            "id": row.ticket_id,
+            "title": row.ticket__title,
+            "price": json_number(row.ticket__price),
+            "version": row.ticket__version,
         },
-        "version": row["version"],
+        "version": row.version,
     }
 
 
 def order_row(order: Order) -> OrderRow:
     """A model instance (with its ticket) as the row order_to_dict() takes."""
     ticket = order.ticket
-    return {
-        "id": order.id,
-        "user_id": order.user_id,
-        "status": order.status,
-        "expires_at": order.expires_at,
-        "version": order.version,
-        "ticket_id": ticket.id,
-        "ticket__title": ticket.title,
-        "ticket__price": ticket.price,
-        "ticket__version": ticket.version,
-    }
+    return OrderRow(
+        order.id,
+        order.user_id,
+        order.status,
+        to_iso_z(order.expires_at),
+        order.version,
+        ticket.id,
+        ticket.title,
+        ticket.price,
+        ticket.version,
+    )
 
 
 # DRF's JSONRenderer with the project's settings (UNICODE_JSON, COMPACT_JSON, STRICT_JSON on):

@@ -237,9 +237,9 @@ def test_the_list_query_is_one_range_of_the_index_on_sqlite(signed_in, make_tick
     from orders import selectors
 
     ids = [o.id for o in make_orders(make_ticket, signed_in.user_id, 3)]
-    sql = (selectors._ORDERS_OF_USER + selectors._AFTER_CURSOR + selectors._OLDEST_FIRST + selectors._LIMIT).replace(
-        "%s", "?"
-    )
+    sql = (
+        selectors._ORDERS_OF_USER["sqlite"] + selectors._AFTER_CURSOR + selectors._OLDEST_FIRST + selectors._LIMIT
+    ).replace("%s", "?")
     with connection.cursor() as cursor:
         plan = cursor.connection.execute(
             f"EXPLAIN QUERY PLAN {sql}", [signed_in.user_id, ids[0], signed_in.user_id, 10]

@@ -14,7 +14,7 @@ from messaging.order_status import OrderStatus
 from orders import selectors, services
 from orders.exceptions import UnknownCursor
 from orders.models import Order
-from orders.representation import ORDER_ROW_FIELDS
+from orders.representation import ORDER_ROW_FIELDS, to_iso_z
 from tickets_replica.models import Ticket
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +39,8 @@ def user_orders(make_ticket) -> tuple[str, list[Order]]:
             ticket=make_ticket(price=[20, 10.5, 0.1][index % 3], title=f"t{index}", version=index),
             status=OrderStatus.values[index % 4],
             version=index % 3,
-            expires_at=now + dt.timedelta(minutes=index, microseconds=index * 1000),
+            # A whole second (SQLite stores no fraction then), and a fraction the milliseconds cut, not round.
+            expires_at=(now + dt.timedelta(minutes=index)).replace(microsecond=[0, 999_999, index * 1000][index % 3]),
         )
         Order.objects.filter(id=order.id).update(created_at=now - dt.timedelta(seconds=0 if index < 5 else index))
         if owner == user_id:
@@ -56,9 +57,12 @@ def test_order_row_by_id(user_orders):
     for order in orders:
         row = selectors._order_row_by_id_sql(order_id=order.id)
 
-        assert row == orm_row(order.id)
-        assert row["expires_at"].tzinfo is not None
+        assert row == selectors._order_row_by_id_orm(order_id=order.id)
+        # As the POST's answer and the order:created event write it (to_iso_z), whatever the fraction.
+        assert row.expires_at == to_iso_z(order.expires_at)
+    assert {order.expires_at.microsecond % 1000 for order in orders} == {0, 999}
     assert selectors._order_row_by_id_sql(order_id=new_object_id()) is None
+    assert selectors._order_row_by_id_orm(order_id=new_object_id()) is None
 
 
 def test_order_rows_for_user_every_cursor_and_limit(user_orders):
@@ -66,7 +70,7 @@ def test_order_rows_for_user_every_cursor_and_limit(user_orders):
     everything = selectors._order_rows_for_user_orm(user_id=user_id, after=None, limit=None)
     assert len(everything) == len(orders) == 9
 
-    for after in [None, *(row["id"] for row in everything)]:
+    for after in [None, *(row.id for row in everything)]:
         for limit in [None, 1, 2, 5, 9, 10]:
             sql = selectors._order_rows_for_user_sql(user_id=user_id, after=after, limit=limit)
             orm = selectors._order_rows_for_user_orm(user_id=user_id, after=after, limit=limit)
@@ -85,7 +89,7 @@ def test_an_unknown_or_foreign_cursor_raises_on_both_paths(request, user_orders,
     for after in [new_object_id(), foreign]:
         with pytest.raises(UnknownCursor):
             selectors.order_rows_for_user(user_id=user_id, after=after, limit=3)
-    last = selectors.order_rows_for_user(user_id=user_id)[-1]["id"]
+    last = selectors.order_rows_for_user(user_id=user_id)[-1].id
     assert selectors.order_rows_for_user(user_id=user_id, after=last, limit=3) == []
 
 
