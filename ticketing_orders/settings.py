@@ -425,21 +425,21 @@ EVENT_ACK_WAIT_SECONDS = envfloat("EVENT_ACK_WAIT_SECONDS", 10)
 
 # Observability: Prometheus metrics at /metrics (django-prometheus; ticketing_orders/server.py and
 # gunicorn.conf.py set PROMETHEUS_MULTIPROC_DIR so every worker process is counted), a request id on
-# every request (django-guid: X-Request-ID taken when it is a UUID, generated otherwise, and
-# returned), an access line per request carrying it (whichever server runs the app), and logs as
+# every request (web/request_id.py on django-guid: X-Request-ID taken when it is a UUID, generated
+# otherwise, and returned), an access line per request carrying it (whichever server runs the app), and logs as
 # plain text or, with LOG_FORMAT=json, one JSON object a line (python-json-logger).
 INSTALLED_APPS += ["django_guid", "django_prometheus"]
 MIDDLEWARE = [
     "web.access_log.AccessLogMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
-    "django_guid.middleware.guid_middleware",
+    "web.request_id.RequestIdMiddleware",
     *MIDDLEWARE,
     "web.metrics_middleware.PrometheusAfterMiddleware",
 ]
 # django-prometheus' wrappers of the same backends count queries, errors and connections.
 _PROMETHEUS_DB_ENGINES = {
-    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
-    "django.db.backends.sqlite3": "web.db.sqlite3",  # django-prometheus', its cursor class built once
+    "django.db.backends.postgresql": "web.db.postgresql",  # django-prometheus', queries metered by web.db.cursors
+    "django.db.backends.sqlite3": "web.db.sqlite3",  # the same, its cursor class built once
 }
 DATABASES["default"]["ENGINE"] = _PROMETHEUS_DB_ENGINES.get(
     DATABASES["default"]["ENGINE"], DATABASES["default"]["ENGINE"]
