@@ -92,12 +92,15 @@ netfilter:
 ## test: lint (ruff, and import-linter's layer contracts in pyproject.toml), then the whole suite (SQLite, or the database DATABASE_URL names)
 ## on TEST_WORKERS processes (pytest-xdist; TEST_WORKERS=0 runs it in this one)
 # Four on two cores: the fault scenarios mostly wait (on dark links, timeouts, restarts), so the unit
-# tests run beside them; conftest.py hands the scenarios out first (times: docs/testing.md).
+# tests run beside them; conftest.py puts the scenarios first, and --maxschedchunk 1 hands every
+# process one test at a time (xdist's default hands each a fixed run of about a sixteenth of the
+# suite at the start: every fault scenario went to the same process, one after another; times:
+# docs/testing.md).
 TEST_WORKERS ?= 4
 test: setup browser netfilter prometheus $(CONTRACT)/node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/pytest -n $(TEST_WORKERS)
+	$(BIN)/pytest -n $(TEST_WORKERS) --maxschedchunk 1
 
 ## mutation: mutmut on orders/services.py, tickets_replica/services.py and messaging/relay.py with the apps'
 ## tests ([tool.mutmut] in pyproject.toml), one mutant at a time, from a fresh mutants/ (mutmut keeps its

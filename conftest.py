@@ -156,8 +156,9 @@ def worker_process(transactional_db, nats_server, tmp_path) -> Iterator[Callable
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The fault scenarios first, then the other suites of tests/ (servers as child processes): they take
-    seconds to a minute each, mostly waiting, and started first on the pytest-xdist workers (make test)
-    they run beside the apps' quick tests instead of after them."""
+    seconds to a minute each, mostly waiting, and started first on the pytest-xdist workers (make test,
+    which hands out one test at a time: --maxschedchunk 1) they run beside each other and the apps'
+    quick tests instead of after them."""
     items.sort(key=lambda item: (item.get_closest_marker("reliability") is None, not item.nodeid.startswith("tests/")))
 
 
