@@ -85,7 +85,7 @@ def test_the_metered_cursor_counts_what_django_prometheus_counts(make_ticket):
     ours = type(connection.cursor().cursor)
     assert ours.__module__ == "web.db.cursors"
     theirs = ExportingCursorWrapper(ours.__mro__[1], connection.alias, connection.vendor)
-    order_ids = [[make_ticket().id], [make_ticket().id]]  # any ids: an UPDATE of no row is still counted
+    ticket_ids = [[make_ticket().id], [make_ticket().id]]
 
     def counted(cursor_class: type) -> Counter:
         def samples() -> Counter:
@@ -107,7 +107,7 @@ def test_the_metered_cursor_counts_what_django_prometheus_counts(make_ticket):
             cursor = raw.cursor(factory=cursor_class) if connection.vendor == "sqlite" else cursor_class(raw)
             for _ in range(3):
                 cursor.execute("SELECT 1")
-            cursor.executemany("UPDATE tickets_replica_ticket SET version = version WHERE id = %s", order_ids)
+            cursor.executemany("UPDATE tickets_replica_ticket SET version = version WHERE id = %s", ticket_ids)
             cursor.execute("SELECT * FROM no_such_table")
         return samples() - before
 
